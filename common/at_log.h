@@ -1,0 +1,34 @@
+/*
+ * at_log.h: structured logging as JSON lines on stderr.
+ *
+ * One line per record: {"ts":"2026-11-21T13:27:02.123Z","level":"info","comp":"collector",
+ * "msg":"listening","addr":"0.0.0.0:8080"}. Thread-safe (each record is one write(2)).
+ */
+#ifndef AT_LOG_H
+#define AT_LOG_H
+
+#include "at_common.h"
+
+typedef enum at_log_level_e { AT_LOG_DEBUG = 0, AT_LOG_INFO, AT_LOG_WARN, AT_LOG_ERROR } at_log_level_t;
+
+/* Records below @p level are discarded. Default: AT_LOG_INFO. */
+void at_log_set_level(at_log_level_t level);
+
+/* Parses "debug", "info", "warn", "error"; returns 0 or -1. */
+int at_log_parse_level(const char *s, at_log_level_t *level);
+
+/* Redirects output (default: fd 2). For tests. */
+void at_log_set_fd(int fd);
+
+/*
+ * Emits one record. @p comp is a short component name; @p msg a constant message.
+ * The variadic part is key/value string pairs terminated by NULL:
+ *   at_log(AT_LOG_INFO, "collector", "listening", "addr", addr, NULL);
+ * Values are JSON-escaped. Never logs secrets: callers must not pass tokens or keys.
+ */
+void at_log(at_log_level_t level, const char *comp, const char *msg, ...) __attribute__((sentinel));
+
+/* printf-style convenience: the formatted text becomes "msg". */
+void at_logf(at_log_level_t level, const char *comp, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
