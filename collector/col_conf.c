@@ -1,0 +1,61 @@
+/*
+ * col_conf.c: the collector's option table. --help, ADTRACK_* environment variables and
+ * docs/CONFIGURATION.md are all generated from these rows.
+ */
+#include "col_conf.h"
+
+#define C(field) AT_OFF(col_conf_t, field)
+
+static const at_conf_opt_t col_conf_opts[] = {
+    {"listen", AT_CONF_STR, C(listen), 0, 256, "0.0.0.0:8080", "Address to serve HTTP on, HOST:PORT (IPv6 as [addr]:port)."},
+    {"threads", AT_CONF_INT, C(threads), 1, 64, "2",
+     "Event-loop threads; each has its own SO_REUSEPORT listener and Kafka producer."},
+    {"brokers", AT_CONF_STR, C(brokers), 1, 4096, "127.0.0.1:9092", "Kafka bootstrap servers, comma-separated."},
+    {"kafka-prop", AT_CONF_LIST, C(kafka_prop), 0, 64, "",
+     "Extra librdkafka producer property name=value (repeatable), e.g. security.protocol=SASL_SSL."},
+    {"topic-raw", AT_CONF_STR, C(topic_raw), 1, 249, "adtrack.events.raw", "Topic for accepted events."},
+    {"topic-rejected", AT_CONF_STR, C(topic_rejected), 1, 249, "adtrack.events.rejected",
+     "Topic for rejected events (with a reason)."},
+    {"kafka-timeout-ms", AT_CONF_INT, C(kafka_timeout_ms), 100, 300000, "5000",
+     "How long an event may wait for a Kafka acknowledgement before it is written to the spool instead."},
+    {"linger-ms", AT_CONF_INT, C(linger_ms), 0, 1000, "1",
+     "librdkafka linger.ms: how long the producer waits to batch; adds directly to pixel latency."},
+    {"spool-dir", AT_CONF_STR, C(spool_dir), 1, 4096, "data/spool",
+     "Directory of the local spool that keeps events durable while Kafka cannot take them."},
+    {"spool-max-bytes", AT_CONF_INT, C(spool_max_bytes), 1048576, INT64_C(1) << 50, "1073741824",
+     "Spool size limit; above it /readyz fails and events that would need the spool get 503."},
+    {"url-max-bytes", AT_CONF_INT, C(url_max_bytes), 256, 65536, "8192", "Longest accepted request target; longer gets 414."},
+    {"body-max-bytes", AT_CONF_INT, C(body_max_bytes), 1024, 16777216, "65536",
+     "Largest accepted POST /v1/events body; larger gets 413."},
+    {"click-key", AT_CONF_STR, C(click_key), 0, 1024, "",
+     "HMAC-SHA256 key that signs click destinations (sig = base64url(HMAC(key, d))); empty refuses all redirects."},
+    {"cookie-name", AT_CONF_STR, C(cookie_name), 1, 64, "adtrack_uid", "First-party user-id cookie name."},
+    {"cookie-max-age-days", AT_CONF_INT, C(cookie_max_age_days), 0, 3650, "365",
+     "Lifetime of the user-id cookie; 0 disables the cookie."},
+    {"cookie-domain", AT_CONF_STR, C(cookie_domain), 0, 253, "", "Domain attribute of the cookie (empty: host only)."},
+    {"cookie-secure", AT_CONF_BOOL, C(cookie_secure), 0, 0, "false",
+     "Mark the cookie Secure; SameSite=None (needed in third-party contexts over HTTPS)."},
+    {"trusted-proxies", AT_CONF_LIST, C(trusted_proxies), 0, 64, "",
+     "CIDRs of load balancers whose X-Forwarded-For is trusted (repeatable), e.g. 10.0.0.0/8."},
+    {"ip-truncate", AT_CONF_BOOL, C(ip_truncate), 0, 0, "true",
+     "Store client IPs truncated (IPv4 /24, IPv6 /48)."},
+    {"honor-privacy-signals", AT_CONF_BOOL, C(honor_privacy_signals), 0, 0, "true",
+     "On DNT: 1 or Sec-GPC: 1, set no cookie and store neither user id nor IP."},
+    {"cors-origins", AT_CONF_LIST, C(cors_origins), 0, 256, "*",
+     "Origins allowed to POST /v1/events (repeatable; * = any). The origin is echoed with credentials allowed."},
+    {"drain-timeout-ms", AT_CONF_INT, C(drain_timeout_ms), 0, 600000, "10000",
+     "On SIGTERM, how long to wait for in-flight requests and Kafka deliveries."},
+    {"shutdown-delay-ms", AT_CONF_INT, C(shutdown_delay_ms), 0, 600000, "0",
+     "On SIGTERM, keep serving but answer /readyz 503 this long before closing the listener, so load "
+     "balancers stop sending first."},
+    {"log-level", AT_CONF_STR, C(log_level), 1, 8, "info", "debug, info, warn or error."},
+};
+
+const at_conf_table_t col_conf_table = {
+    .program = "adtrack-collector",
+    .summary = "The adtrack collector: answers tracking pixels (GET /t.gif), clicks (GET /c) and beacon batches "
+               "(POST /v1/events), and answers 2xx only once the event is durable: acknowledged by Kafka, or "
+               "fsynced to the local spool while Kafka cannot take it.",
+    .opts = col_conf_opts,
+    .nopts = AT_ARRAY_LEN(col_conf_opts),
+};

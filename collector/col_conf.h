@@ -1,0 +1,38 @@
+/*
+ * col_conf.h: the collector's configuration (one table: col_conf_table).
+ */
+#ifndef COL_CONF_H
+#define COL_CONF_H
+
+#include "at_conf.h"
+
+typedef struct col_conf_s {
+    char *listen;                 /* HOST:PORT */
+    int64_t threads;              /* event loops, one SO_REUSEPORT listener each */
+    char *brokers;                /* Kafka bootstrap list */
+    at_conf_list_t kafka_prop;    /* extra librdkafka properties, name=value */
+    char *topic_raw;
+    char *topic_rejected;
+    int64_t kafka_timeout_ms;     /* message.timeout.ms: when an undelivered event is spooled */
+    int64_t linger_ms;            /* linger.ms: batching vs latency */
+    char *spool_dir;
+    int64_t spool_max_bytes;
+    int64_t url_max_bytes;        /* longer request targets get 414 */
+    int64_t body_max_bytes;       /* larger POST bodies get 413 */
+    char *click_key;              /* HMAC key for /c destinations; empty = redirects refused */
+    char *cookie_name;
+    int64_t cookie_max_age_days;
+    char *cookie_domain;
+    bool cookie_secure;
+    at_conf_list_t trusted_proxies; /* CIDRs whose X-Forwarded-For is believed */
+    bool ip_truncate;
+    bool honor_privacy_signals;   /* DNT: 1 / Sec-GPC: 1 => no cookie, no uid, no ip */
+    at_conf_list_t cors_origins;  /* allowed Origin values; "*" = any */
+    int64_t drain_timeout_ms;
+    int64_t shutdown_delay_ms;    /* unready-but-serving time after SIGTERM, for load balancers */
+    char *log_level;
+} col_conf_t;
+
+extern const at_conf_table_t col_conf_table;
+
+#endif

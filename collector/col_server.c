@@ -1,0 +1,607 @@
+/*
+ * col_server.c: loop threads, listeners, the per-loop Kafka producer wired into the h2o
+ * loop, the durable sink (Kafka or spool) and pending-request tracking. See col_server.h.
+ */
+#include "col_server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "at_kafka.h"
+#include "at_log.h"
+
+#define TICK_MS 100
+
+uint64_t col_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- metrics ---- */
+
+static const char *status_labels(int status, char *buf, size_t len)
+{
+    snprintf(buf, len, "code=\"%d\"", status);
+    return buf;
+}
+
+static void stats_collect(at_metrics_t *m, void *opaque)
+{
+    col_server_t *srv = opaque;
+    col_spool_stats_t ss;
+    AT_UNUSED(m);
+
+    col_spool_get_stats(srv->spool, &ss);
+    at_gauge_set(srv->stats.spool_bytes, (double)ss.bytes);
+    at_gauge_set(srv->stats.spool_active, col_spool_active(srv->spool) ? 1 : 0);
+    at_gauge_set(srv->stats.kafka_reachable, ss.kafka_reachable ? 1 : 0);
+    /* Counters that live in the spool are mirrored as deltas, under the registry's render. */
+    at_counter_add(srv->stats.spool_fsyncs, ss.fsyncs - srv->stats.spool_seen_fsyncs);
+    at_counter_add(srv->stats.spool_replayed, ss.replayed - srv->stats.spool_seen_replayed);
+    at_counter_add(srv->stats.spool_dead_lettered, ss.dead_lettered - srv->stats.spool_seen_dead);
+    srv->stats.spool_seen_fsyncs = ss.fsyncs;
+    srv->stats.spool_seen_replayed = ss.replayed;
+    srv->stats.spool_seen_dead = ss.dead_lettered;
+    double q = 0, inflight = 0;
+    for (size_t i = 0; i < srv->nloops; i++) {
+        if (srv->loops[i].rk != NULL)
+            q += rd_kafka_outq_len(srv->loops[i].rk);
+        inflight += (double)atomic_load_explicit(&srv->loops[i].inflight, memory_order_relaxed);
+    }
+    at_gauge_set(srv->stats.kafka_queue, q);
+    at_gauge_set(srv->stats.inflight, inflight);
+}
+
+static int stats_init(col_server_t *srv)
+{
+    col_stats_t *st = &srv->stats;
+    at_metrics_t *m = srv->metrics;
+    static const int codes[] = {200, 204, 302, 400, 403, 404, 405, 413, 414, 415, 500, 503};
+    char lbl[64];
+
+    for (size_t i = 0; i < AT_ARRAY_LEN(codes); i++)
+        st->requests[codes[i]] = at_metrics_counter(m, "adtrack_http_requests_total",
+                                                    status_labels(codes[i], lbl, sizeof(lbl)),
+                                                    "HTTP responses by status code.");
+    st->events_produced[COL_TOPIC_RAW] = at_metrics_counter(m, "adtrack_events_produced_total", "topic=\"raw\"",
+                                                            "Events acknowledged by Kafka, directly or by replay.");
+    st->events_produced[COL_TOPIC_REJECTED] =
+        at_metrics_counter(m, "adtrack_events_produced_total", "topic=\"rejected\"",
+                           "Events acknowledged by Kafka, directly or by replay.");
+    st->events_spooled = at_metrics_counter(m, "adtrack_events_spooled_total", NULL,
+                                            "Events written to the local spool because Kafka could not take them.");
+    st->delivery_failures = at_metrics_counter(m, "adtrack_kafka_delivery_failures_total", NULL,
+                                               "Kafka produce or delivery failures (the event then went to the spool).");
+    st->durability_failures = at_metrics_counter(m, "adtrack_events_lost_total", NULL,
+                                                 "Events neither Kafka nor the spool could take (answered 503, never 2xx).");
+    for (int r = 1; r < AT_REJ__COUNT && r < 32; r++) {
+        snprintf(lbl, sizeof(lbl), "reason=\"%s\"", at_reject_str((at_reject_t)r));
+        st->rejected[r] = at_metrics_counter(m, "adtrack_events_rejected_total", lbl,
+                                             "Events sent to the rejected topic, by reason.");
+    }
+    st->spool_bytes = at_metrics_gauge(m, "adtrack_spool_bytes", NULL, "Bytes in the spool not yet replayed to Kafka.");
+    st->spool_active = at_metrics_gauge(m, "adtrack_spool_active", NULL, "1 while new events are routed to the spool.");
+    st->kafka_reachable = at_metrics_gauge(m, "adtrack_kafka_reachable", NULL, "1 when Kafka answered the last probe.");
+    st->kafka_queue = at_metrics_gauge(m, "adtrack_kafka_queue_messages", NULL,
+                                       "Messages in librdkafka's queues awaiting delivery (all loops).");
+    st->inflight = at_metrics_gauge(m, "adtrack_requests_inflight", NULL, "Requests waiting for durability.");
+    st->spool_fsyncs = at_metrics_counter(m, "adtrack_spool_fsyncs_total", NULL, "Group commits (fdatasync) of the spool.");
+    st->spool_replayed = at_metrics_counter(m, "adtrack_spool_replayed_total", NULL,
+                                            "Spooled events delivered to Kafka by the replayer.");
+    st->spool_dead_lettered = at_metrics_counter(m, "adtrack_spool_dead_lettered_total", NULL,
+                                                 "Spooled events Kafka refused for good (kept in dead-letter.log).");
+    st->latency = at_metrics_histogram(m, "adtrack_http_request_duration_seconds", NULL,
+                                       "Time from request to response, including waiting for durability.",
+                                       at_metrics_latency_bounds, at_metrics_latency_nbounds);
+    at_metrics_on_collect(m, stats_collect, srv);
+    return st->latency != NULL && st->inflight != NULL ? 0 : -1;
+}
+
+void col_stats_response(col_server_t *srv, int status, uint64_t start_ns)
+{
+    if (status > 0 && status < (int)AT_ARRAY_LEN(srv->stats.requests)) {
+        at_counter_t *c = srv->stats.requests[status];
+        if (c != NULL)
+            at_counter_add(c, 1);
+    }
+    if (start_ns != 0)
+        at_histogram_observe(srv->stats.latency, (double)(col_now_ns() - start_ns) / 1e9);
+}
+
+bool col_server_ready(col_server_t *srv, const char **why)
+{
+    if (atomic_load(&srv->stopping)) {
+        *why = "shutting down";
+        return false;
+    }
+    if (!col_spool_kafka_reachable(srv->spool)) {
+        *why = "kafka not reachable";
+        return false;
+    }
+    if (col_spool_full(srv->spool)) {
+        *why = "spool over its size limit";
+        return false;
+    }
+    *why = "ready";
+    return true;
+}
+
+/* ---- pending requests ---- */
+
+static void on_req_dispose(void *slotp)
+{
+    col_pending_t *p = *(col_pending_t **)slotp;
+    if (p != NULL)
+        p->req = NULL; /* the client went away; events still settle, nobody to answer */
+}
+
+col_pending_t *col_pending_new(col_loop_t *lp, h2o_req_t *req, col_pending_respond_cb respond, void *data)
+{
+    col_pending_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        h2o_fatal("out of memory");
+    p->lp = lp;
+    p->req = req;
+    p->respond = respond;
+    p->data = data;
+    p->start_ns = col_now_ns();
+    p->remaining = 1; /* held by the submitter until col_pending_seal() */
+    p->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*p->slot), on_req_dispose);
+    *p->slot = p;
+    atomic_fetch_add_explicit(&lp->inflight, 1, memory_order_relaxed);
+    return p;
+}
+
+static void pending_settle(col_pending_t *p, bool ok)
+{
+    if (!ok)
+        p->failed++;
+    if (--p->remaining > 0)
+        return;
+    if (p->req != NULL) {
+        *p->slot = NULL;
+        p->respond(p, p->req);
+    }
+    atomic_fetch_sub_explicit(&p->lp->inflight, 1, memory_order_relaxed);
+    free(p);
+}
+
+void col_pending_seal(col_pending_t *p)
+{
+    pending_settle(p, true);
+}
+
+/* ---- durable sink ---- */
+
+static void sink_spool(col_loop_t *lp, col_pending_t *p, int topic, const void *key, size_t keylen, const void *value,
+                       size_t valuelen)
+{
+    col_server_t *srv = lp->srv;
+    col_spool_rec_t *rec = col_spool_rec_new((uint8_t)topic, key, keylen, value, valuelen, p);
+
+    if (rec == NULL || col_spool_append(srv->spool, lp->spool_client, rec) != 0) {
+        free(rec);
+        at_counter_add(srv->stats.durability_failures, 1);
+        pending_settle(p, false);
+    }
+}
+
+void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen, const char *value, size_t valuelen)
+{
+    col_loop_t *lp = p->lp;
+    col_server_t *srv = lp->srv;
+
+    p->remaining++;
+    /* Behind a non-empty spool (or with Kafka known down), new events queue on disk so
+     * they reach Kafka after the ones spooled earlier, and answer without waiting for a
+     * delivery timeout. */
+    if (!col_spool_active(srv->spool) && col_spool_kafka_reachable(srv->spool)) {
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(lp->rk, RD_KAFKA_V_RKT(lp->rkt[topic]), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, valuelen),
+                              RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        at_counter_add(srv->stats.delivery_failures, 1);
+    }
+    at_counter_add(srv->stats.events_spooled, 1);
+    sink_spool(lp, p, topic, key, keylen, value, valuelen);
+}
+
+/* Delivery report: runs on the loop thread, inside rd_kafka_poll(). */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    col_loop_t *lp = opaque;
+    col_pending_t *p = m->_private;
+    int topic = m->rkt == lp->rkt[COL_TOPIC_REJECTED] ? COL_TOPIC_REJECTED : COL_TOPIC_RAW;
+    AT_UNUSED(rk);
+
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        at_counter_add(lp->srv->stats.events_produced[topic], 1);
+        pending_settle(p, true);
+        return;
+    }
+    at_counter_add(lp->srv->stats.delivery_failures, 1);
+    if (at_kafka_err_is_outage(m->err))
+        col_spool_report_outage(lp->srv->spool);
+    at_log(AT_LOG_DEBUG, "collector", "delivery failed; spooling", "error", rd_kafka_err2str(m->err), NULL);
+    at_counter_add(lp->srv->stats.events_spooled, 1);
+    sink_spool(lp, p, topic, m->key, m->key_len, m->payload, m->len);
+}
+
+/* Client-level errors: runs on the loop thread, inside rd_kafka_poll(). When every broker
+ * is down, queued messages that were never sent are purged so they reach the spool now
+ * rather than after --kafka-timeout-ms (purged messages were not sent: no duplicates). */
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    col_loop_t *lp = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        col_spool_report_outage(lp->srv->spool);
+        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
+    }
+    at_log(AT_LOG_WARN, "collector", "kafka client error", "error", rd_kafka_err2str((rd_kafka_resp_err_t)err),
+           "reason", reason, NULL);
+}
+
+static void on_dr_readable(h2o_socket_t *sock, const char *err)
+{
+    col_loop_t *lp = sock->data;
+    char buf[256];
+    AT_UNUSED(err);
+
+    /* librdkafka writes one wake-up per non-polling period: drain it all, then always poll. */
+    while (read(lp->dr_pipe[0], buf, sizeof(buf)) > 0)
+        ;
+    rd_kafka_poll(lp->rk, 0);
+}
+
+/* Spool completions arrive from the writer thread as one message per batch. */
+typedef struct spool_done_msg_s {
+    h2o_multithread_message_t super;
+    col_spool_rec_t *list;
+} spool_done_msg_t;
+
+static void spool_notify(col_spool_rec_t *done, void *opaque)
+{
+    col_loop_t *lp = opaque;
+    spool_done_msg_t *msg = calloc(1, sizeof(*msg));
+    if (msg == NULL)
+        h2o_fatal("out of memory");
+    msg->list = done;
+    h2o_multithread_send_message(&lp->spool_rx, &msg->super);
+}
+
+static void on_spool_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
+{
+    AT_UNUSED(rx);
+    while (!h2o_linklist_is_empty(messages)) {
+        spool_done_msg_t *msg = H2O_STRUCT_FROM_MEMBER(spool_done_msg_t, super.link, messages->next);
+        h2o_linklist_unlink(&msg->super.link);
+        for (col_spool_rec_t *r = msg->list, *next; r != NULL; r = next) {
+            next = r->next;
+            pending_settle(r->opaque, r->result == 0);
+            free(r);
+        }
+        free(msg);
+    }
+}
+
+/* ---- loop thread ---- */
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    col_loop_t *lp = listener->data;
+    h2o_socket_t *sock;
+
+    if (err != NULL)
+        return;
+    /* Accept a bounded burst per wake-up so one busy listener cannot starve the loop. */
+    for (int i = 0; i < 64 && (sock = h2o_evloop_socket_accept(listener)) != NULL; i++)
+        h2o_accept(&lp->accept_ctx, sock);
+}
+
+static void close_listener(col_loop_t *lp)
+{
+    if (lp->listener != NULL) {
+        h2o_socket_read_stop(lp->listener);
+        h2o_socket_close(lp->listener);
+        lp->listener = NULL;
+        lp->listen_fd = -1;
+    }
+}
+
+static void on_tick(h2o_timeout_entry_t *entry)
+{
+    col_loop_t *lp = H2O_STRUCT_FROM_MEMBER(col_loop_t, tick, entry);
+
+    rd_kafka_poll(lp->rk, 0); /* safety net; delivery reports normally arrive via the pipe */
+    if (lp->stopping) {
+        uint64_t now = col_now_ns();
+        if (lp->listener != NULL && now >= lp->stop_deadline_ns - (uint64_t)lp->srv->conf->drain_timeout_ms * 1000000u) {
+            /* The unready period (--shutdown-delay-ms) is over: stop taking connections. */
+            close_listener(lp);
+            h2o_context_request_shutdown(&lp->ctx);
+        }
+        size_t inflight = atomic_load_explicit(&lp->inflight, memory_order_relaxed);
+        if (lp->listener == NULL && (inflight == 0 || now >= lp->stop_deadline_ns)) {
+            if (inflight > 0)
+                at_logf(AT_LOG_WARN, "collector", "drain timeout with %zu requests still waiting for Kafka", inflight);
+            lp->stopped = true;
+            return;
+        }
+    }
+    h2o_timeout_link(lp->loop, &lp->tick_timeout, &lp->tick);
+}
+
+typedef struct ctl_msg_s {
+    h2o_multithread_message_t super;
+} ctl_msg_t;
+
+static void on_ctl(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
+{
+    col_loop_t *lp = H2O_STRUCT_FROM_MEMBER(col_loop_t, ctl_rx, rx);
+    while (!h2o_linklist_is_empty(messages)) {
+        ctl_msg_t *msg = H2O_STRUCT_FROM_MEMBER(ctl_msg_t, super.link, messages->next);
+        h2o_linklist_unlink(&msg->super.link);
+        free(msg);
+    }
+    if (!lp->stopping) {
+        const col_conf_t *conf = lp->srv->conf;
+        lp->stopping = true;
+        lp->stop_deadline_ns =
+            col_now_ns() + (uint64_t)(conf->shutdown_delay_ms + conf->drain_timeout_ms) * 1000000u;
+    }
+}
+
+static void *loop_main(void *arg)
+{
+    col_loop_t *lp = arg;
+
+    while (!lp->stopped)
+        h2o_evloop_run(lp->loop, INT32_MAX);
+
+    /* Anything still queued in librdkafka gets its delivery report (success, or a failure
+     * that spools it) before the producer goes away. */
+    rd_kafka_flush(lp->rk, (int)lp->srv->conf->kafka_timeout_ms + 1000);
+    rd_kafka_poll(lp->rk, 0);
+    return NULL;
+}
+
+/* ---- set-up ---- */
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len, at_err_t *err)
+{
+    char host[300];
+    const char *colon = strrchr(listen, ':');
+    const char *hs = listen, *he = colon;
+
+    if (colon == NULL || colon[1] == '\0')
+        return at_err_set(err, AT_ERR_INVALID, "--listen: expected HOST:PORT, got '%s'", listen);
+    if (*hs == '[' && he > hs && he[-1] == ']') {
+        hs++;
+        he--;
+    }
+    if ((size_t)(he - hs) >= sizeof(host))
+        return at_err_set(err, AT_ERR_INVALID, "--listen: host too long in '%s'", listen);
+    memcpy(host, hs, (size_t)(he - hs));
+    host[he - hs] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
+    if (rc != 0)
+        return at_err_set(err, AT_ERR_INVALID, "--listen: cannot resolve '%s': %s", listen, gai_strerror(rc));
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int open_listener(col_server_t *srv, at_err_t *err)
+{
+    int fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+
+    if (fd < 0)
+        return at_err_set(err, AT_ERR_IO, "--listen: socket: %s", strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    if (bind(fd, (struct sockaddr *)&srv->addr, srv->addrlen) != 0 || listen(fd, 4096) != 0) {
+        at_err_set(err, AT_ERR_IO, "--listen %s: %s", srv->conf->listen, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    /* With port 0 the first bind picks the port; later loops join that same port. */
+    getsockname(fd, (struct sockaddr *)&srv->addr, &srv->addrlen);
+    return fd;
+}
+
+static int loop_init(col_server_t *srv, col_loop_t *lp, size_t index, at_err_t *err)
+{
+    const col_conf_t *conf = srv->conf;
+    char linger[32], tmo[32], errstr[512];
+
+    lp->srv = srv;
+    lp->index = index;
+    lp->dr_pipe[0] = lp->dr_pipe[1] = -1;
+    lp->listen_fd = open_listener(srv, err);
+    if (lp->listen_fd < 0)
+        return -1;
+
+    snprintf(linger, sizeof(linger), "%lld", (long long)conf->linger_ms);
+    snprintf(tmo, sizeof(tmo), "%lld", (long long)conf->kafka_timeout_ms);
+    const char *defaults[] = {"linger.ms", linger, "message.timeout.ms", tmo, "enable.idempotence", "true",
+                              "acks", "all", "queue.buffering.max.messages", "100000", NULL};
+    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, defaults, &conf->kafka_prop, err);
+    if (kc == NULL)
+        return -1;
+    rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
+    rd_kafka_conf_set_error_cb(kc, on_kafka_error);
+    rd_kafka_conf_set_opaque(kc, lp);
+    lp->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof(errstr));
+    if (lp->rk == NULL) {
+        rd_kafka_conf_destroy(kc);
+        return at_err_set(err, AT_ERR_INVALID, "kafka producer: %s", errstr);
+    }
+    for (int t = 0; t < COL_NTOPICS; t++)
+        lp->rkt[t] = rd_kafka_topic_new(lp->rk, srv->topics[t], NULL);
+
+    lp->loop = h2o_evloop_create();
+    h2o_context_init(&lp->ctx, lp->loop, &srv->h2o);
+    lp->accept_ctx.ctx = &lp->ctx;
+    lp->accept_ctx.hosts = srv->h2o.hosts;
+
+    /* Delivery reports wake the loop through a pipe that librdkafka writes to. */
+    if (pipe2(lp->dr_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+        return at_err_set(err, AT_ERR_IO, "pipe: %s", strerror(errno));
+    rd_kafka_queue_t *mainq = rd_kafka_queue_get_main(lp->rk);
+    rd_kafka_queue_io_event_enable(mainq, lp->dr_pipe[1], "1", 1);
+    rd_kafka_queue_destroy(mainq);
+    lp->dr_sock = h2o_evloop_socket_create(lp->loop, lp->dr_pipe[0], H2O_SOCKET_FLAG_DONT_READ);
+    lp->dr_sock->data = lp;
+    h2o_socket_read_start(lp->dr_sock, on_dr_readable);
+
+    lp->listener = h2o_evloop_socket_create(lp->loop, lp->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    lp->listener->data = lp;
+    h2o_socket_read_start(lp->listener, on_accept);
+
+    lp->mq = h2o_multithread_create_queue(lp->loop);
+    h2o_multithread_register_receiver(lp->mq, &lp->spool_rx, on_spool_done);
+    h2o_multithread_register_receiver(lp->mq, &lp->ctl_rx, on_ctl);
+    lp->spool_client = col_spool_register(srv->spool, spool_notify, lp);
+    if (lp->spool_client < 0)
+        return at_err_set(err, AT_ERR_RANGE, "--threads: at most %d loops", COL_SPOOL_MAX_CLIENTS);
+
+    h2o_timeout_init(lp->loop, &lp->tick_timeout, TICK_MS);
+    lp->tick.cb = on_tick;
+    h2o_timeout_link(lp->loop, &lp->tick_timeout, &lp->tick);
+    return 0;
+}
+
+col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
+{
+    col_server_t *srv = calloc(1, sizeof(*srv));
+    char linger[32], tmo[32];
+
+    if (srv == NULL) {
+        at_err_set(err, AT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    srv->conf = conf;
+    srv->topics[COL_TOPIC_RAW] = conf->topic_raw;
+    srv->topics[COL_TOPIC_REJECTED] = conf->topic_rejected;
+    if (parse_listen(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
+        goto fail;
+
+    srv->ntrusted = conf->trusted_proxies.count;
+    srv->trusted = calloc(srv->ntrusted + 1, sizeof(*srv->trusted));
+    for (size_t i = 0; i < srv->ntrusted; i++) {
+        if (col_cidr_parse(conf->trusted_proxies.items[i], &srv->trusted[i], err) != 0) {
+            char msg[AT_ERR_MSG_MAX];
+            snprintf(msg, sizeof(msg), "%s", err->msg);
+            at_err_set(err, AT_ERR_INVALID, "--trusted-proxies: %s", msg);
+            goto fail;
+        }
+    }
+
+    srv->metrics = at_metrics_new();
+    if (srv->metrics == NULL || stats_init(srv) != 0) {
+        at_err_set(err, AT_ERR_NOMEM, "metrics: out of memory");
+        goto fail;
+    }
+
+    snprintf(linger, sizeof(linger), "%d", 5);
+    snprintf(tmo, sizeof(tmo), "%lld", (long long)conf->kafka_timeout_ms);
+    const char *defaults[] = {"linger.ms", linger, "message.timeout.ms", tmo, "enable.idempotence", "true",
+                              "acks", "all", NULL};
+    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, defaults, &conf->kafka_prop, err);
+    if (kc == NULL)
+        goto fail;
+    srv->spool = col_spool_open(conf->spool_dir, (uint64_t)conf->spool_max_bytes, kc, srv->topics, COL_NTOPICS, err);
+    if (srv->spool == NULL)
+        goto fail;
+
+    h2o_config_init(&srv->h2o);
+    srv->h2o.max_request_entity_size = (size_t)conf->body_max_bytes;
+    srv->h2o.server_name = h2o_iovec_init(H2O_STRLIT("adtrack"));
+    h2o_hostconf_t *host = h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    col_http_register(srv, path);
+    return srv;
+
+fail:
+    col_server_destroy(srv);
+    return NULL;
+}
+
+int col_server_start(col_server_t *srv, at_err_t *err)
+{
+    srv->nloops = (size_t)srv->conf->threads;
+    srv->loops = calloc(srv->nloops, sizeof(*srv->loops));
+    for (size_t i = 0; i < srv->nloops; i++)
+        if (loop_init(srv, &srv->loops[i], i, err) != 0)
+            return -1;
+    for (size_t i = 0; i < srv->nloops; i++)
+        pthread_create(&srv->loops[i].tid, NULL, loop_main, &srv->loops[i]);
+
+    char host[INET6_ADDRSTRLEN + 8], port[16], addr[INET6_ADDRSTRLEN + 24];
+    getnameinfo((struct sockaddr *)&srv->addr, srv->addrlen, host, sizeof(host), port, sizeof(port),
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(addr, sizeof(addr), srv->addr.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+    char threads[16];
+    snprintf(threads, sizeof(threads), "%zu", srv->nloops);
+    at_log(AT_LOG_INFO, "collector", "listening", "addr", addr, "threads", threads, "brokers", srv->conf->brokers,
+           "spool_dir", srv->conf->spool_dir, NULL);
+    if (srv->conf->click_key == NULL || srv->conf->click_key[0] == '\0')
+        at_log(AT_LOG_WARN, "collector", "no --click-key: /c records clicks but refuses every redirect", NULL);
+    return 0;
+}
+
+void col_server_stop(col_server_t *srv)
+{
+    if (srv->loops == NULL)
+        return;
+    atomic_store(&srv->stopping, true);
+    at_log(AT_LOG_INFO, "collector", "shutting down: draining in-flight requests", NULL);
+    for (size_t i = 0; i < srv->nloops; i++) {
+        if (srv->loops[i].mq == NULL)
+            continue;
+        ctl_msg_t *msg = calloc(1, sizeof(*msg));
+        h2o_multithread_send_message(&srv->loops[i].ctl_rx, &msg->super);
+    }
+    for (size_t i = 0; i < srv->nloops; i++)
+        if (srv->loops[i].tid != 0)
+            pthread_join(srv->loops[i].tid, NULL);
+}
+
+void col_server_destroy(col_server_t *srv)
+{
+    if (srv == NULL)
+        return;
+    for (size_t i = 0; srv->loops != NULL && i < srv->nloops; i++) {
+        col_loop_t *lp = &srv->loops[i];
+        if (lp->rk != NULL) {
+            for (int t = 0; t < COL_NTOPICS; t++)
+                if (lp->rkt[t] != NULL)
+                    rd_kafka_topic_destroy(lp->rkt[t]);
+            rd_kafka_destroy(lp->rk);
+        }
+        if (lp->listener == NULL && lp->listen_fd >= 0 && lp->loop == NULL)
+            close(lp->listen_fd);
+        /* The h2o loop and context are left to process exit: 2.2.5 cannot dispose a loop
+         * that still has idle keep-alive connections attached. */
+    }
+    /* Spool last: the flushes above may have spooled failed deliveries. */
+    col_spool_close(srv->spool, (int)srv->conf->drain_timeout_ms);
+    at_metrics_destroy(srv->metrics);
+    free(srv->trusted);
+    free(srv);
+}

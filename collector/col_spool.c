@@ -1,0 +1,841 @@
+/*
+ * col_spool.c: group-committed write-ahead spool and its replayer (see col_spool.h).
+ *
+ * Threads: the writer thread owns all writes to spool.log; the replay thread owns the
+ * replay producer, the read side, spool.cursor and dead-letter.log. Shared state (queue,
+ * durable_end, cursor, flags) is guarded by sp->mu. Truncating the log needs the writer to
+ * be idle with nothing queued, which is checked under sp->mu.
+ */
+#include "col_spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <bson/bson.h>
+#include <zlib.h>
+
+#include "at_kafka.h"
+#include "at_log.h"
+
+#define REC_MAGIC 0xA7
+#define REC_HDR_LEN 12
+#define REPLAY_WINDOW 4096
+#define REPLAY_WINDOW_BYTES (8u << 20)
+#define PROBE_INTERVAL_MS 1000
+#define BACKOFF_MAX_MS 5000
+
+typedef struct spool_client_s {
+    col_spool_notify_cb cb;
+    void *opaque;
+} spool_client_t;
+
+/* Internal view of a record: the public struct plus the submitting client. */
+typedef struct spool_rec_s {
+    col_spool_rec_t pub;
+    int client;
+} spool_rec_t;
+
+struct col_spool_s {
+    char *dir;
+    int log_fd, cursor_fd, dead_fd;
+    uint64_t max_bytes;
+    char *topics[COL_SPOOL_MAX_TOPICS];
+    size_t ntopics;
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt[COL_SPOOL_MAX_TOPICS];
+    int kafka_timeout_ms;
+    spool_client_t clients[COL_SPOOL_MAX_CLIENTS];
+    int nclients;
+
+    pthread_mutex_t mu;
+    pthread_cond_t writer_cv, replay_cv;
+    spool_rec_t *queue_head, *queue_tail;
+    uint64_t queued_bytes;
+    uint64_t durable_end; /* bytes of spool.log that are fsynced */
+    uint64_t cursor;      /* bytes of spool.log already in Kafka */
+    bool writing, closing, stop_replay;
+    pthread_t writer_tid, replay_tid;
+
+    atomic_bool active, reachable;
+    atomic_uint_fast64_t appended, append_failed, fsyncs, replayed, replay_failures, dead_lettered, bytes;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void deadline_in(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+static uint32_t rec_crc(uint8_t topic, uint16_t keylen, uint32_t valuelen, const void *key, const void *value)
+{
+    uint8_t hdr[7] = {topic, (uint8_t)keylen, (uint8_t)(keylen >> 8), (uint8_t)valuelen, (uint8_t)(valuelen >> 8),
+                      (uint8_t)(valuelen >> 16), (uint8_t)(valuelen >> 24)};
+    uLong crc = crc32(0L, hdr, sizeof(hdr));
+    crc = crc32(crc, key, keylen);
+    crc = crc32(crc, value, valuelen);
+    return (uint32_t)crc;
+}
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t rec_size(const col_spool_rec_t *r)
+{
+    return REC_HDR_LEN + r->keylen + r->valuelen;
+}
+
+static void update_bytes_locked(col_spool_t *sp)
+{
+    atomic_store(&sp->bytes, (sp->durable_end - sp->cursor) + sp->queued_bytes);
+}
+
+/* ---- records ---- */
+
+col_spool_rec_t *col_spool_rec_new(uint8_t topic, const void *key, size_t keylen, const void *value, size_t valuelen,
+                                   void *opaque)
+{
+    if (keylen > UINT16_MAX || valuelen > UINT32_MAX)
+        return NULL;
+    spool_rec_t *r = malloc(sizeof(*r) + keylen + valuelen + REC_HDR_LEN);
+    if (r == NULL)
+        return NULL;
+    char *data = (char *)(r + 1);
+    r->pub.next = NULL;
+    r->pub.opaque = opaque;
+    r->pub.result = -1;
+    r->pub.topic = topic;
+    r->pub.keylen = (uint16_t)keylen;
+    r->pub.valuelen = (uint32_t)valuelen;
+    /* The on-disk header is kept in front of key and value so one iovec covers all three. */
+    r->pub.key = data + REC_HDR_LEN;
+    r->pub.value = r->pub.key + keylen;
+    memcpy(r->pub.key, key, keylen);
+    memcpy(r->pub.value, value, valuelen);
+    uint8_t *h = (uint8_t *)data;
+    h[0] = REC_MAGIC;
+    h[1] = topic;
+    put_le(h + 2, keylen, 2);
+    put_le(h + 4, valuelen, 4);
+    put_le(h + 8, rec_crc(topic, (uint16_t)keylen, (uint32_t)valuelen, key, value), 4);
+    r->client = -1;
+    return &r->pub;
+}
+
+static const void *rec_disk_bytes(const col_spool_rec_t *r)
+{
+    return r->key - REC_HDR_LEN;
+}
+
+/* ---- writer thread ---- */
+
+static int write_all(int fd, struct iovec *iov, int iovcnt)
+{
+    while (iovcnt > 0) {
+        ssize_t n = writev(fd, iov, AT_MIN(iovcnt, IOV_MAX));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0 && n > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+static void notify_clients(col_spool_t *sp, spool_rec_t *list)
+{
+    col_spool_rec_t *heads[COL_SPOOL_MAX_CLIENTS] = {0}, *tails[COL_SPOOL_MAX_CLIENTS] = {0};
+
+    while (list != NULL) {
+        spool_rec_t *next = (spool_rec_t *)list->pub.next;
+        int c = list->client;
+        list->pub.next = NULL;
+        if (tails[c] != NULL)
+            tails[c]->next = &list->pub;
+        else
+            heads[c] = &list->pub;
+        tails[c] = &list->pub;
+        list = next;
+    }
+    for (int c = 0; c < sp->nclients; c++)
+        if (heads[c] != NULL)
+            sp->clients[c].cb(heads[c], sp->clients[c].opaque);
+}
+
+static void *writer_main(void *arg)
+{
+    col_spool_t *sp = arg;
+    struct iovec *iov = NULL;
+    size_t iovcap = 0;
+
+    pthread_mutex_lock(&sp->mu);
+    for (;;) {
+        while (sp->queue_head == NULL && !sp->closing)
+            pthread_cond_wait(&sp->writer_cv, &sp->mu);
+        if (sp->queue_head == NULL)
+            break; /* closing and drained */
+        spool_rec_t *batch = sp->queue_head;
+        sp->queue_head = sp->queue_tail = NULL;
+        sp->writing = true;
+        uint64_t start = sp->durable_end;
+        pthread_mutex_unlock(&sp->mu);
+
+        /* Group commit: one writev + one fdatasync for everything that queued up meanwhile. */
+        size_t n = 0;
+        uint64_t total = 0;
+        for (spool_rec_t *r = batch; r != NULL; r = (spool_rec_t *)r->pub.next)
+            n++;
+        if (n > iovcap) {
+            struct iovec *grown = realloc(iov, n * sizeof(*iov));
+            if (grown != NULL) {
+                iov = grown;
+                iovcap = n;
+            }
+        }
+        int rc = -1;
+        if (n <= iovcap) {
+            size_t i = 0;
+            for (spool_rec_t *r = batch; r != NULL; r = (spool_rec_t *)r->pub.next, i++) {
+                iov[i].iov_base = (void *)rec_disk_bytes(&r->pub);
+                iov[i].iov_len = rec_size(&r->pub);
+                total += iov[i].iov_len;
+            }
+            rc = write_all(sp->log_fd, iov, (int)n);
+            if (rc == 0)
+                rc = fdatasync(sp->log_fd);
+        }
+        if (rc != 0) {
+            char why[128];
+            snprintf(why, sizeof(why), "%s", strerror(errno));
+            at_log(AT_LOG_ERROR, "spool", "spool write failed; events answered 503", "error", why, NULL);
+            /* Cut whatever part of the batch reached the file: it was never acknowledged. */
+            if (ftruncate(sp->log_fd, (off_t)start) != 0)
+                at_log(AT_LOG_ERROR, "spool", "could not cut a failed write", NULL);
+        }
+        for (spool_rec_t *r = batch; r != NULL; r = (spool_rec_t *)r->pub.next)
+            r->pub.result = rc == 0 ? 0 : -1;
+
+        pthread_mutex_lock(&sp->mu);
+        sp->writing = false;
+        sp->queued_bytes -= AT_MIN(sp->queued_bytes, total);
+        if (rc == 0) {
+            sp->durable_end = start + total;
+            atomic_fetch_add(&sp->appended, n);
+            atomic_fetch_add(&sp->fsyncs, 1);
+        } else {
+            atomic_fetch_add(&sp->append_failed, n);
+        }
+        update_bytes_locked(sp);
+        pthread_cond_broadcast(&sp->replay_cv);
+        pthread_mutex_unlock(&sp->mu);
+
+        notify_clients(sp, batch);
+        pthread_mutex_lock(&sp->mu);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    free(iov);
+    return NULL;
+}
+
+/* ---- replay thread ---- */
+
+typedef struct replay_slot_s {
+    uint64_t offset;
+    uint32_t len;
+    rd_kafka_resp_err_t err;
+    bool done;    /* delivery report arrived */
+    bool skipped; /* acknowledged in an earlier attempt */
+} replay_slot_t;
+
+static void replay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    AT_UNUSED(rk);
+    AT_UNUSED(opaque);
+    replay_slot_t *slot = m->_private;
+    slot->err = m->err;
+    slot->done = true;
+}
+
+static void write_cursor(col_spool_t *sp, uint64_t cursor)
+{
+    uint8_t b[16];
+    put_le(b, cursor, 8);
+    put_le(b + 8, ~cursor, 8);
+    if (pwrite(sp->cursor_fd, b, sizeof(b), 0) != (ssize_t)sizeof(b) || fdatasync(sp->cursor_fd) != 0)
+        at_log(AT_LOG_ERROR, "spool", "could not persist the replay cursor; a restart may replay twice", NULL);
+}
+
+static void probe_kafka(col_spool_t *sp)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(sp->rk, 0, sp->rkt[0], &md, 2000);
+    bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == 0 &&
+              md->topics[0].partition_cnt > 0;
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    bool was = atomic_exchange(&sp->reachable, ok);
+    if (ok != was)
+        at_log(ok ? AT_LOG_INFO : AT_LOG_WARN, "spool", ok ? "kafka reachable" : "kafka unreachable", "reason",
+               ok ? "metadata answered" : rd_kafka_err2str(err), NULL);
+}
+
+static void dead_letter(col_spool_t *sp, const uint8_t *rec, rd_kafka_resp_err_t err)
+{
+    uint8_t topic = rec[1];
+    uint16_t keylen = (uint16_t)get_le(rec + 2, 2);
+    uint32_t valuelen = (uint32_t)get_le(rec + 4, 4);
+    bson_t doc = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&doc, "topic", topic < sp->ntopics ? sp->topics[topic] : "?");
+    bson_append_utf8(&doc, "key", 3, (const char *)rec + REC_HDR_LEN, keylen);
+    BSON_APPEND_UTF8(&doc, "error", rd_kafka_err2str(err));
+    bson_append_utf8(&doc, "value", 5, (const char *)rec + REC_HDR_LEN + keylen, (int)valuelen);
+    size_t len;
+    char *json = bson_as_relaxed_extended_json(&doc, &len);
+    bson_destroy(&doc);
+    if (sp->dead_fd < 0) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/dead-letter.log", sp->dir);
+        sp->dead_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    }
+    struct iovec iov[2] = {{json, len}, {"\n", 1}};
+    if (json == NULL || sp->dead_fd < 0 || write_all(sp->dead_fd, iov, 2) != 0 || fdatasync(sp->dead_fd) != 0)
+        at_log(AT_LOG_ERROR, "spool", "could not write the dead-letter file", NULL);
+    bson_free(json);
+    atomic_fetch_add(&sp->dead_lettered, 1);
+    at_log(AT_LOG_ERROR, "spool", "kafka refused a spooled event for good; kept in dead-letter.log", "error",
+           rd_kafka_err2str(err), NULL);
+}
+
+/* Offsets acknowledged by Kafka beyond the cursor, from an attempt that failed part-way:
+ * they must not be sent again. Kept sorted; small in practice (one window at most). */
+typedef struct offset_set_s {
+    uint64_t *v;
+    size_t n, cap;
+} offset_set_t;
+
+static bool offset_set_has(const offset_set_t *s, uint64_t off)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->v[mid] < off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n && s->v[lo] == off;
+}
+
+static void offset_set_add(offset_set_t *s, uint64_t off)
+{
+    if (offset_set_has(s, off))
+        return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        uint64_t *v = realloc(s->v, cap * sizeof(*v));
+        if (v == NULL)
+            return; /* worst case: that record is sent twice; the enricher dedupes by id */
+        s->v = v;
+        s->cap = cap;
+    }
+    size_t i = s->n;
+    while (i > 0 && s->v[i - 1] > off) {
+        s->v[i] = s->v[i - 1];
+        i--;
+    }
+    s->v[i] = off;
+    s->n++;
+}
+
+static void offset_set_drop_below(offset_set_t *s, uint64_t off)
+{
+    size_t k = 0;
+    while (k < s->n && s->v[k] < off)
+        k++;
+    memmove(s->v, s->v + k, (s->n - k) * sizeof(*s->v));
+    s->n -= k;
+}
+
+/* Replays one window starting at @p cursor; returns the new cursor. Sets *outage when
+ * Kafka failed deliveries for reasons that may pass. */
+static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, uint8_t *buf, replay_slot_t *slots,
+                              offset_set_t *skip, bool *outage)
+{
+    size_t want = (size_t)AT_MIN(end - cursor, (uint64_t)REPLAY_WINDOW_BYTES);
+    ssize_t got = pread(sp->log_fd, buf, want, (off_t)cursor);
+    if (got <= 0)
+        return cursor;
+
+    /* Cut the buffer into whole records. */
+    size_t nslots = 0, pos = 0;
+    while (nslots < REPLAY_WINDOW && pos + REC_HDR_LEN <= (size_t)got) {
+        uint32_t len = REC_HDR_LEN + (uint32_t)get_le(buf + pos + 2, 2) + (uint32_t)get_le(buf + pos + 4, 4);
+        if (pos + len > (size_t)got)
+            break;
+        slots[nslots] = (replay_slot_t){.offset = cursor + pos, .len = len};
+        slots[nslots].skipped = offset_set_has(skip, cursor + pos);
+        nslots++;
+        pos += len;
+    }
+    if (nslots == 0 && (size_t)got == REPLAY_WINDOW_BYTES) {
+        at_log(AT_LOG_ERROR, "spool", "spool record larger than the replay window", NULL);
+        return cursor;
+    }
+
+    for (size_t i = 0; i < nslots; i++) {
+        replay_slot_t *s = &slots[i];
+        if (s->skipped)
+            continue;
+        const uint8_t *rec = buf + (s->offset - cursor);
+        uint8_t topic = rec[1];
+        uint16_t keylen = (uint16_t)get_le(rec + 2, 2);
+        uint32_t valuelen = (uint32_t)get_le(rec + 4, 4);
+        for (;;) {
+            /* The buffer outlives the flush below, so librdkafka need not copy. */
+            rd_kafka_resp_err_t err = rd_kafka_producev(
+                sp->rk, RD_KAFKA_V_RKT(sp->rkt[topic < sp->ntopics ? topic : 0]), RD_KAFKA_V_MSGFLAGS(0),
+                RD_KAFKA_V_KEY(rec + REC_HDR_LEN, keylen), RD_KAFKA_V_VALUE((void *)(rec + REC_HDR_LEN + keylen), valuelen),
+                RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(sp->rk, 50);
+                continue;
+            }
+            if (err != 0) {
+                s->err = err;
+                s->done = true;
+            }
+            break;
+        }
+    }
+    rd_kafka_flush(sp->rk, sp->kafka_timeout_ms + 5000);
+    rd_kafka_poll(sp->rk, 0);
+
+    uint64_t newcursor = cursor;
+    bool prefix = true;
+    for (size_t i = 0; i < nslots; i++) {
+        replay_slot_t *s = &slots[i];
+        bool acked = s->skipped || (s->done && s->err == 0);
+        if (!acked && s->done && !at_kafka_err_is_outage(s->err)) {
+            dead_letter(sp, buf + (s->offset - cursor), s->err);
+            acked = true;
+        }
+        if (acked && !s->skipped && s->done && s->err == 0)
+            atomic_fetch_add(&sp->replayed, 1);
+        if (!acked)
+            *outage = true;
+        if (prefix && acked)
+            newcursor = s->offset + s->len;
+        else if (acked)
+            offset_set_add(skip, s->offset);
+        else
+            prefix = false;
+    }
+    offset_set_drop_below(skip, newcursor);
+    return newcursor;
+}
+
+static void *replay_main(void *arg)
+{
+    col_spool_t *sp = arg;
+    uint8_t *buf = malloc(REPLAY_WINDOW_BYTES);
+    replay_slot_t *slots = calloc(REPLAY_WINDOW, sizeof(*slots));
+    offset_set_t skip = {0};
+    uint64_t next_probe = 0, backoff_ms = 0, next_attempt = 0;
+
+    if (buf == NULL || slots == NULL) {
+        at_log(AT_LOG_ERROR, "spool", "replay thread out of memory", NULL);
+        goto out;
+    }
+    probe_kafka(sp);
+    next_probe = now_ms() + PROBE_INTERVAL_MS;
+
+    pthread_mutex_lock(&sp->mu);
+    while (!sp->stop_replay) {
+        uint64_t t = now_ms();
+        if (sp->cursor == sp->durable_end) {
+            /* Everything durable is in Kafka: cut the files once the writer is idle. */
+            if (!sp->writing && sp->queue_head == NULL) {
+                if (sp->durable_end > 0 && ftruncate(sp->log_fd, 0) == 0) {
+                    sp->durable_end = sp->cursor = 0;
+                    write_cursor(sp, 0);
+                    update_bytes_locked(sp);
+                }
+                if (sp->durable_end == 0)
+                    atomic_store(&sp->active, false);
+            }
+        }
+        bool pending = sp->cursor < sp->durable_end;
+        bool work = pending && t >= next_attempt;
+        if (!work) {
+            /* Sleep until the next probe, the end of a backoff, or new spooled data. */
+            uint64_t wake = pending ? AT_MIN(next_probe, next_attempt) : next_probe;
+            if (t < wake) {
+                struct timespec ts;
+                deadline_in(&ts, (int)AT_MIN(wake - t, (uint64_t)PROBE_INTERVAL_MS));
+                pthread_cond_timedwait(&sp->replay_cv, &sp->mu, &ts);
+            }
+            if (now_ms() >= next_probe) {
+                pthread_mutex_unlock(&sp->mu);
+                probe_kafka(sp);
+                next_probe = now_ms() + PROBE_INTERVAL_MS;
+                pthread_mutex_lock(&sp->mu);
+            }
+            continue;
+        }
+        uint64_t cursor = sp->cursor, end = sp->durable_end;
+        pthread_mutex_unlock(&sp->mu);
+
+        if (!atomic_load(&sp->reachable)) {
+            probe_kafka(sp);
+            next_probe = now_ms() + PROBE_INTERVAL_MS;
+        }
+        bool outage = false;
+        uint64_t newcursor = cursor;
+        if (atomic_load(&sp->reachable))
+            newcursor = replay_window(sp, cursor, end, buf, slots, &skip, &outage);
+        else
+            outage = true;
+        if (newcursor != cursor)
+            write_cursor(sp, newcursor);
+        if (outage) {
+            atomic_fetch_add(&sp->replay_failures, 1);
+            atomic_store(&sp->reachable, false);
+            backoff_ms = AT_MIN(AT_MAX(backoff_ms * 2, (uint64_t)250), (uint64_t)BACKOFF_MAX_MS);
+            next_attempt = now_ms() + backoff_ms;
+        } else {
+            backoff_ms = 0;
+            next_attempt = 0;
+        }
+
+        pthread_mutex_lock(&sp->mu);
+        sp->cursor = newcursor;
+        update_bytes_locked(sp);
+        pthread_cond_broadcast(&sp->replay_cv);
+    }
+    pthread_mutex_unlock(&sp->mu);
+out:
+    free(skip.v);
+    free(slots);
+    free(buf);
+    return NULL;
+}
+
+/* ---- open / close ---- */
+
+/* Validates records from @p from to the end; returns the offset after the last good one. */
+static uint64_t scan_valid_end(int fd, uint64_t from, uint64_t size)
+{
+    uint64_t pos = from;
+    uint8_t hdr[REC_HDR_LEN];
+    char *body = NULL;
+    size_t bodycap = 0;
+
+    while (pos + REC_HDR_LEN <= size) {
+        if (pread(fd, hdr, REC_HDR_LEN, (off_t)pos) != REC_HDR_LEN || hdr[0] != REC_MAGIC)
+            break;
+        uint16_t keylen = (uint16_t)get_le(hdr + 2, 2);
+        uint32_t valuelen = (uint32_t)get_le(hdr + 4, 4);
+        size_t blen = (size_t)keylen + valuelen;
+        if (pos + REC_HDR_LEN + blen > size)
+            break;
+        if (blen > bodycap) {
+            char *nb = realloc(body, blen);
+            if (nb == NULL)
+                break;
+            body = nb;
+            bodycap = blen;
+        }
+        if (pread(fd, body, blen, (off_t)(pos + REC_HDR_LEN)) != (ssize_t)blen)
+            break;
+        if (rec_crc(hdr[1], keylen, valuelen, body, body + keylen) != (uint32_t)get_le(hdr + 8, 4))
+            break;
+        pos += REC_HDR_LEN + blen;
+    }
+    free(body);
+    return pos;
+}
+
+static int mkdir_p(const char *dir)
+{
+    char tmp[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, dir, len + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    return mkdir(tmp, 0750) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t *conf, const char *const *topics,
+                            size_t ntopics, at_err_t *err)
+{
+    col_spool_t *sp = calloc(1, sizeof(*sp));
+    char path[4200], errstr[512];
+
+    if (sp == NULL) {
+        rd_kafka_conf_destroy(conf);
+        at_err_set(err, AT_ERR_NOMEM, "spool: out of memory");
+        return NULL;
+    }
+    sp->log_fd = sp->cursor_fd = sp->dead_fd = -1;
+    sp->max_bytes = max_bytes;
+    pthread_mutex_init(&sp->mu, NULL);
+    pthread_cond_init(&sp->writer_cv, NULL);
+    pthread_cond_init(&sp->replay_cv, NULL);
+    sp->dir = strdup(dir);
+
+    if (ntopics == 0 || ntopics > COL_SPOOL_MAX_TOPICS) {
+        rd_kafka_conf_destroy(conf);
+        at_err_set(err, AT_ERR_INVALID, "spool: 1 to %d topics expected", COL_SPOOL_MAX_TOPICS);
+        goto fail;
+    }
+    if (mkdir_p(dir) != 0) {
+        rd_kafka_conf_destroy(conf);
+        at_err_set(err, AT_ERR_IO, "--spool-dir '%s': cannot create: %s", dir, strerror(errno));
+        goto fail;
+    }
+    snprintf(path, sizeof(path), "%s/spool.log", dir);
+    sp->log_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    snprintf(path, sizeof(path), "%s/spool.cursor", dir);
+    sp->cursor_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (sp->log_fd < 0 || sp->cursor_fd < 0) {
+        rd_kafka_conf_destroy(conf);
+        at_err_set(err, AT_ERR_IO, "--spool-dir '%s': cannot open spool files: %s", dir, strerror(errno));
+        goto fail;
+    }
+
+    /* Recover: read the cursor, drop a torn tail. */
+    struct stat st;
+    fstat(sp->log_fd, &st);
+    uint64_t size = (uint64_t)st.st_size;
+    uint8_t cb[16];
+    if (pread(sp->cursor_fd, cb, sizeof(cb), 0) == (ssize_t)sizeof(cb) && get_le(cb, 8) == ~get_le(cb + 8, 8))
+        sp->cursor = get_le(cb, 8);
+    if (sp->cursor > size)
+        sp->cursor = 0; /* the log was cut but the cursor not yet reset: nothing to replay */
+    uint64_t valid = scan_valid_end(sp->log_fd, sp->cursor, size);
+    if (valid < size) {
+        at_log(AT_LOG_WARN, "spool", "cutting a torn record at the end of the spool (never acknowledged)", NULL);
+        if (ftruncate(sp->log_fd, (off_t)valid) != 0 || fdatasync(sp->log_fd) != 0) {
+            rd_kafka_conf_destroy(conf);
+            at_err_set(err, AT_ERR_IO, "spool: cannot repair %s/spool.log: %s", dir, strerror(errno));
+            goto fail;
+        }
+    }
+    sp->durable_end = valid;
+    update_bytes_locked(sp);
+    atomic_store(&sp->active, sp->durable_end > sp->cursor);
+    if (sp->durable_end > sp->cursor) {
+        char pending[32];
+        snprintf(pending, sizeof(pending), "%llu", (unsigned long long)(sp->durable_end - sp->cursor));
+        at_log(AT_LOG_INFO, "spool", "spool holds events from an earlier run; replaying", "bytes", pending, NULL);
+    }
+
+    /* The replay producer. */
+    char tmo[32];
+    const char *tmo_s = NULL;
+    size_t tmo_len = sizeof(tmo);
+    if (rd_kafka_conf_get(conf, "message.timeout.ms", tmo, &tmo_len) == RD_KAFKA_CONF_OK)
+        tmo_s = tmo;
+    sp->kafka_timeout_ms = tmo_s ? atoi(tmo_s) : 5000;
+    rd_kafka_conf_set_dr_msg_cb(conf, replay_dr_cb);
+    sp->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (sp->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        at_err_set(err, AT_ERR_INVALID, "spool: cannot create the replay producer: %s", errstr);
+        goto fail;
+    }
+    for (size_t i = 0; i < ntopics; i++) {
+        sp->topics[i] = strdup(topics[i]);
+        sp->rkt[i] = rd_kafka_topic_new(sp->rk, topics[i], NULL);
+    }
+    sp->ntopics = ntopics;
+
+    if (pthread_create(&sp->writer_tid, NULL, writer_main, sp) != 0) {
+        at_err_set(err, AT_ERR_INTERNAL, "spool: cannot start the writer thread");
+        goto fail;
+    }
+    if (pthread_create(&sp->replay_tid, NULL, replay_main, sp) != 0) {
+        pthread_mutex_lock(&sp->mu);
+        sp->closing = true;
+        pthread_cond_broadcast(&sp->writer_cv);
+        pthread_mutex_unlock(&sp->mu);
+        pthread_join(sp->writer_tid, NULL);
+        at_err_set(err, AT_ERR_INTERNAL, "spool: cannot start the replay thread");
+        goto fail;
+    }
+    return sp;
+
+fail:
+    for (size_t i = 0; i < sp->ntopics; i++) {
+        rd_kafka_topic_destroy(sp->rkt[i]);
+        free(sp->topics[i]);
+    }
+    if (sp->rk)
+        rd_kafka_destroy(sp->rk);
+    if (sp->log_fd >= 0)
+        close(sp->log_fd);
+    if (sp->cursor_fd >= 0)
+        close(sp->cursor_fd);
+    free(sp->dir);
+    free(sp);
+    return NULL;
+}
+
+int col_spool_register(col_spool_t *sp, col_spool_notify_cb cb, void *opaque)
+{
+    pthread_mutex_lock(&sp->mu);
+    int id = sp->nclients < COL_SPOOL_MAX_CLIENTS ? sp->nclients++ : -1;
+    if (id >= 0)
+        sp->clients[id] = (spool_client_t){cb, opaque};
+    pthread_mutex_unlock(&sp->mu);
+    return id;
+}
+
+int col_spool_append(col_spool_t *sp, int client, col_spool_rec_t *rec)
+{
+    spool_rec_t *r = (spool_rec_t *)rec;
+    uint64_t size = rec_size(rec);
+
+    pthread_mutex_lock(&sp->mu);
+    uint64_t used = (sp->durable_end - sp->cursor) + sp->queued_bytes;
+    if (sp->closing || client < 0 || client >= sp->nclients || used + size > sp->max_bytes) {
+        pthread_mutex_unlock(&sp->mu);
+        atomic_fetch_add(&sp->append_failed, 1);
+        return -1;
+    }
+    r->client = client;
+    rec->next = NULL;
+    if (sp->queue_tail != NULL)
+        sp->queue_tail->pub.next = rec;
+    else
+        sp->queue_head = r;
+    sp->queue_tail = r;
+    sp->queued_bytes += size;
+    atomic_store(&sp->active, true);
+    update_bytes_locked(sp);
+    pthread_cond_signal(&sp->writer_cv);
+    pthread_mutex_unlock(&sp->mu);
+    return 0;
+}
+
+bool col_spool_active(col_spool_t *sp)
+{
+    return atomic_load_explicit(&sp->active, memory_order_relaxed);
+}
+
+bool col_spool_kafka_reachable(col_spool_t *sp)
+{
+    return atomic_load_explicit(&sp->reachable, memory_order_relaxed);
+}
+
+void col_spool_report_outage(col_spool_t *sp)
+{
+    if (atomic_exchange(&sp->reachable, false)) {
+        at_log(AT_LOG_WARN, "spool", "kafka unreachable (delivery failed); spooling", NULL);
+        pthread_mutex_lock(&sp->mu);
+        pthread_cond_broadcast(&sp->replay_cv);
+        pthread_mutex_unlock(&sp->mu);
+    }
+}
+
+bool col_spool_full(col_spool_t *sp)
+{
+    return atomic_load_explicit(&sp->bytes, memory_order_relaxed) >= sp->max_bytes;
+}
+
+void col_spool_get_stats(col_spool_t *sp, col_spool_stats_t *out)
+{
+    out->appended = atomic_load(&sp->appended);
+    out->append_failed = atomic_load(&sp->append_failed);
+    out->fsyncs = atomic_load(&sp->fsyncs);
+    out->replayed = atomic_load(&sp->replayed);
+    out->replay_failures = atomic_load(&sp->replay_failures);
+    out->dead_lettered = atomic_load(&sp->dead_lettered);
+    out->bytes = atomic_load(&sp->bytes);
+    out->kafka_reachable = atomic_load(&sp->reachable);
+}
+
+void col_spool_close(col_spool_t *sp, int replay_wait_ms)
+{
+    if (sp == NULL)
+        return;
+    pthread_mutex_lock(&sp->mu);
+    sp->closing = true;
+    pthread_cond_broadcast(&sp->writer_cv);
+    pthread_mutex_unlock(&sp->mu);
+    pthread_join(sp->writer_tid, NULL);
+
+    /* Let the replayer move what Kafka will take now; the rest waits on disk. */
+    uint64_t deadline = now_ms() + (uint64_t)AT_MAX(replay_wait_ms, 0);
+    pthread_mutex_lock(&sp->mu);
+    while (sp->cursor < sp->durable_end && atomic_load(&sp->reachable) && now_ms() < deadline) {
+        struct timespec ts;
+        deadline_in(&ts, 100);
+        pthread_cond_timedwait(&sp->replay_cv, &sp->mu, &ts);
+    }
+    sp->stop_replay = true;
+    pthread_cond_broadcast(&sp->replay_cv);
+    pthread_mutex_unlock(&sp->mu);
+    pthread_join(sp->replay_tid, NULL);
+
+    for (size_t i = 0; i < sp->ntopics; i++) {
+        rd_kafka_topic_destroy(sp->rkt[i]);
+        free(sp->topics[i]);
+    }
+    rd_kafka_destroy(sp->rk);
+    close(sp->log_fd);
+    close(sp->cursor_fd);
+    if (sp->dead_fd >= 0)
+        close(sp->dead_fd);
+    pthread_cond_destroy(&sp->writer_cv);
+    pthread_cond_destroy(&sp->replay_cv);
+    pthread_mutex_destroy(&sp->mu);
+    free(sp->dir);
+    free(sp);
+}

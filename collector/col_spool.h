@@ -1,0 +1,105 @@
+/*
+ * col_spool.h: the collector's local write-ahead spool.
+ *
+ * When Kafka cannot take an event (down, queue full, delivery timed out), the event is
+ * appended to <spool-dir>/spool.log and the request is answered only after the append is
+ * fsynced. Appends from all loop threads are group-committed by one writer thread: it
+ * takes everything queued, writes it with one writev, calls fdatasync once, then reports
+ * every record of the batch back to its submitter.
+ *
+ * A replay thread owns its own Kafka producer. Whenever the spool holds records past the
+ * replay cursor (<spool-dir>/spool.cursor), it produces them in file order, in windows,
+ * waits for their delivery reports, advances the cursor over the acknowledged prefix and
+ * remembers acknowledged records beyond it so a retry never sends them twice. When the
+ * cursor reaches the end and nothing is queued, the files are truncated to empty.
+ * Records Kafka refuses for good (e.g. too large) go to <spool-dir>/dead-letter.log with
+ * the error, fsynced, instead of blocking the spool forever.
+ *
+ * While the spool holds anything (col_spool_active()), loop threads send new events to the
+ * spool too, so that they reach Kafka after the events spooled before them.
+ *
+ * Record format (little-endian): magic 0xA7 | topic u8 | key length u16 | value length u32 |
+ * crc32 u32 (zlib, over topic..value) | key | value. A torn record at the tail (crash mid-
+ * write, never acknowledged) is cut off at start-up.
+ */
+#ifndef COL_SPOOL_H
+#define COL_SPOOL_H
+
+#include <librdkafka/rdkafka.h>
+#include "at_err.h"
+
+#define COL_SPOOL_MAX_TOPICS 4
+#define COL_SPOOL_MAX_CLIENTS 64
+
+typedef struct col_spool_s col_spool_t;
+
+/* A record on its way into the spool. Allocated by col_spool_rec_new() as one block;
+ * owned by the spool from col_spool_append() until it is handed back through the
+ * client's notify callback, after which the client frees it with free(). */
+typedef struct col_spool_rec_s {
+    struct col_spool_rec_s *next;
+    void *opaque;    /* submitter's, untouched */
+    int result;      /* after notify: 0 = durable, -1 = could not be written */
+    uint8_t topic;   /* index into the spool's topic list */
+    uint16_t keylen;
+    uint32_t valuelen;
+    char *key;       /* point into this block */
+    char *value;
+} col_spool_rec_t;
+
+/* Called on the spool writer thread with a list (linked by ->next) of this client's
+ * finished records; the callee takes ownership of the list and must not block. */
+typedef void (*col_spool_notify_cb)(col_spool_rec_t *done, void *opaque);
+
+typedef struct col_spool_stats_s {
+    uint64_t appended, append_failed, fsyncs, replayed, replay_failures, dead_lettered;
+    uint64_t bytes;     /* not yet replayed, including queued appends */
+    bool kafka_reachable;
+} col_spool_stats_t;
+
+/*
+ * Opens (creating if needed) the spool in @p dir, cuts a torn tail, and starts the writer
+ * and replay threads. @p conf is the replay producer's librdkafka conf: taken over on
+ * success and on failure. @p topics: @p ntopics topic names (copied). Returns NULL + err.
+ */
+col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t *conf, const char *const *topics,
+                            size_t ntopics, at_err_t *err);
+
+/* Registers a submitter; returns its client id (>= 0) or -1. Call before traffic. */
+int col_spool_register(col_spool_t *sp, col_spool_notify_cb cb, void *opaque);
+
+/* Allocates a record holding copies of @p key and @p value. NULL on allocation failure. */
+col_spool_rec_t *col_spool_rec_new(uint8_t topic, const void *key, size_t keylen, const void *value, size_t valuelen,
+                                   void *opaque);
+
+/*
+ * Queues @p rec for a durable append on behalf of @p client. Returns 0 (the outcome
+ * arrives through the client's notify callback), or -1 when the spool is over its size
+ * limit or closing (the record stays the caller's). @locality: any thread.
+ */
+int col_spool_append(col_spool_t *sp, int client, col_spool_rec_t *rec);
+
+/* True while the spool holds records not yet replayed (new events should queue behind them). */
+bool col_spool_active(col_spool_t *sp);
+
+/* True once Kafka answered the replay thread's probe and no outage has been seen since. */
+bool col_spool_kafka_reachable(col_spool_t *sp);
+
+/* Marks Kafka as unreachable (a loop saw an outage-type delivery failure); the replay
+ * thread probes again. @locality: any thread. */
+void col_spool_report_outage(col_spool_t *sp);
+
+/* True when the spool is at or over its size limit. */
+bool col_spool_full(col_spool_t *sp);
+
+void col_spool_get_stats(col_spool_t *sp, col_spool_stats_t *out);
+
+/*
+ * Stops accepting appends, writes and fsyncs everything queued (notifying submitters),
+ * gives the replay thread up to @p replay_wait_ms to finish what Kafka will take now,
+ * then stops both threads and frees everything. What is not replayed stays on disk for
+ * the next start. Accepts NULL.
+ */
+void col_spool_close(col_spool_t *sp, int replay_wait_ms);
+
+#endif
