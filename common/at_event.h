@@ -100,12 +100,24 @@ const char *at_reject_str(at_reject_t r);
  */
 at_reject_t at_event_check(at_event_t *ev, at_err_t *err);
 
+/*
+ * As at_event_check(), but with the event type text as received (@p e_text, e.g.
+ * col_query_t.e; {NULL, 0} when the parameter was absent), so that an absent or empty e is
+ * AT_REJ_MISSING_FIELD and an unrecognised one AT_REJ_UNKNOWN_EVENT_TYPE quoting it.
+ * at_event_check() alone cannot tell the two apart and reports AT_REJ_UNKNOWN_EVENT_TYPE.
+ */
+at_reject_t at_event_check_e(at_event_t *ev, at_str_t e_text, at_err_t *err);
+
 /* Serialises @p ev as relaxed Extended JSON. Returns a string the caller frees with
- * bson_free(), its length in @p len; NULL on failure. */
+ * bson_free(), its length in @p len; NULL on failure (a field that is not valid UTF-8, i.e.
+ * an unchecked event, or ts_ms outside years 1970-9999, which libbson could not read back). */
 char *at_event_to_json(const at_event_t *ev, size_t *len);
 
 /* Serialises a rejected event: the fields of @p ev that are set (ev may be NULL), plus
- * reason, detail and raw (truncated to AT_EVENT_RAW_MAX). Caller frees with bson_free(). */
+ * reason, detail and raw (truncated to AT_EVENT_RAW_MAX). Every string (fields too) is cut
+ * to AT_EVENT_RAW_MAX bytes on a character boundary, with bytes that are not valid UTF-8
+ * (and NUL) replaced by U+FFFD, so the result is always valid JSON. Caller frees with
+ * bson_free(). */
 char *at_event_rejected_to_json(const at_event_t *ev, at_reject_t reason, const char *detail, const char *raw,
                                 size_t rawlen, size_t *len);
 

@@ -1,0 +1,674 @@
+/*
+ * at_event.c: the event envelope (see at_event.h): name tables, field rules, JSON
+ * serialisation and parsing with libbson.
+ *
+ * Every string written to JSON goes through libbson, which refuses (returns NULL from
+ * bson_as_relaxed_extended_json) a document holding invalid UTF-8. Checked events never hold
+ * any (at_event_check() rejects it); rejected events may, so their serialiser repairs every
+ * string it writes (see append_repaired()).
+ */
+#include "at_event.h"
+
+#include <bson/bson.h>
+#include <limits.h>
+
+/* Largest ts_ms that relaxed Extended JSON writes as an ISO-8601 string libbson can read
+ * back (9999-12-31T23:59:59.999Z). libbson 1.23 writes later dates with a 5+ digit year
+ * that its own reader rejects, so at_event_to_json() refuses them instead of writing a
+ * document nobody can parse. */
+#define AT_EVENT_TS_MAX INT64_C(253402300799999)
+
+/* ------------------------------------------------------------------------------------------
+ * Name tables
+ */
+
+static const char *const type_names[] = {
+    [AT_EV_NONE] = "", [AT_EV_IMP] = "imp", [AT_EV_VIEW] = "view", [AT_EV_CLICK] = "click", [AT_EV_CONV] = "conv",
+};
+
+static const char *const src_names[] = {
+    [AT_SRC_PIXEL] = "pixel",
+    [AT_SRC_CLICK] = "click",
+    [AT_SRC_BEACON] = "beacon",
+};
+
+static const char *const reject_names[AT_REJ__COUNT] = {
+    [AT_REJ_NONE] = "none",
+    [AT_REJ_MISSING_FIELD] = "missing_field",
+    [AT_REJ_INVALID_FIELD] = "invalid_field",
+    [AT_REJ_FIELD_TOO_LONG] = "field_too_long",
+    [AT_REJ_BAD_ENCODING] = "bad_encoding",
+    [AT_REJ_UNKNOWN_EVENT_TYPE] = "unknown_event_type",
+    [AT_REJ_MALFORMED_JSON] = "malformed_json",
+    [AT_REJ_MALFORMED_ENVELOPE] = "malformed_envelope",
+    [AT_REJ_UNKNOWN_CAMPAIGN] = "unknown_campaign",
+    [AT_REJ_CAMPAIGN_INACTIVE] = "campaign_inactive",
+    [AT_REJ_UNKNOWN_PUBLISHER] = "unknown_publisher",
+    [AT_REJ_PUBLISHER_NOT_ALLOWED] = "publisher_not_allowed",
+    [AT_REJ_DUPLICATE] = "duplicate_event",
+    [AT_REJ_BOT] = "bot",
+    [AT_REJ_BUDGET_EXHAUSTED] = "budget_exhausted",
+};
+
+const char *at_event_type_str(at_event_type_t t)
+{
+    /* Out-of-range values can arrive through casts; never hand NULL to a serialiser. */
+    if ((unsigned)t >= AT_ARRAY_LEN(type_names))
+        return "";
+    return type_names[t];
+}
+
+at_event_type_t at_event_type_parse(const char *s, size_t len)
+{
+    if (s == NULL)
+        return AT_EV_NONE;
+    for (size_t t = AT_EV_IMP; t < AT_ARRAY_LEN(type_names); t++) {
+        if (strlen(type_names[t]) == len && memcmp(type_names[t], s, len) == 0)
+            return (at_event_type_t)t;
+    }
+    return AT_EV_NONE;
+}
+
+const char *at_event_src_str(at_event_src_t s)
+{
+    if ((unsigned)s >= AT_ARRAY_LEN(src_names))
+        return "";
+    return src_names[s];
+}
+
+/* Parses a src name; -1 when unknown. */
+static int src_parse(const char *s, size_t len)
+{
+    for (size_t i = 0; i < AT_ARRAY_LEN(src_names); i++) {
+        if (strlen(src_names[i]) == len && memcmp(src_names[i], s, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+const char *at_reject_str(at_reject_t r)
+{
+    if ((unsigned)r >= AT_REJ__COUNT)
+        return "unknown";
+    return reject_names[r];
+}
+
+/* ------------------------------------------------------------------------------------------
+ * UTF-8
+ */
+
+/*
+ * Length (1-4) of the well-formed UTF-8 sequence at @p s, or 0 when the bytes there are not
+ * one: stray continuation bytes, overlong forms, surrogates, code points above U+10FFFF and
+ * sequences cut short by @p avail (>= 1). NUL also counts as invalid: no field may carry it
+ * (C consumers would cut the value there), and libbson treats some NUL forms as invalid too.
+ */
+static size_t utf8_seq_len(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    unsigned char lo = 0x80, hi = 0xBF;
+
+    if (c == 0)
+        return 0;
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2) /* continuation byte, or overlong 2-byte lead */
+        return 0;
+    if (c < 0xE0)
+        return (avail >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
+    if (c < 0xF0) {
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* UTF-16 surrogates */
+        if (avail < 3 || s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80)
+            return 0;
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* above U+10FFFF */
+        if (avail < 4 || s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+/* Length of the longest prefix of @p s that is well-formed UTF-8 (without NUL) and at most
+ * @p max bytes, never splitting a character. Equals @p len when all of s is valid and fits. */
+static size_t utf8_valid_prefix(const char *s, size_t len, size_t max)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+
+    while (i < len) {
+        if (u[i] >= 0x01 && u[i] < 0x80) { /* ASCII fast path */
+            if (i + 1 > max)
+                break;
+            i++;
+            continue;
+        }
+        size_t n = utf8_seq_len(u + i, len - i);
+        if (n == 0 || i + n > max)
+            break;
+        i += n;
+    }
+    return i;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Field rules
+ */
+
+static bool is_id_char(unsigned char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+           ch == ':' || ch == '-';
+}
+
+static bool is_uid_char(unsigned char ch)
+{
+    return ch >= 0x20 && ch <= 0x7E && ch != '"' && ch != '\'' && ch != '\\';
+}
+
+static bool is_tag_char(unsigned char ch)
+{
+    return ch >= 0x20 && ch <= 0x7E;
+}
+
+static bool is_ip_char(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F') || ch == '.' || ch == ':';
+}
+
+/* Offset of the first byte of @p s not accepted by @p ok, or s->len when all are. */
+static size_t first_bad_char(const at_str_t *s, bool (*ok)(unsigned char))
+{
+    for (size_t i = 0; i < s->len; i++) {
+        if (!ok((unsigned char)s->p[i]))
+            return i;
+    }
+    return s->len;
+}
+
+static const char id_rule[] = "expected 1-64 characters from [A-Za-z0-9._:-]";
+
+/* c, cr, p, pl. */
+static at_reject_t check_id(const char *name, const at_str_t *s, bool required, at_err_t *err)
+{
+    if (s->len == 0) {
+        if (!required)
+            return AT_REJ_NONE;
+        at_err_set(err, AT_ERR_INVALID, "%s: missing; %s", name, id_rule);
+        return AT_REJ_MISSING_FIELD;
+    }
+    if (s->len > AT_EVENT_ID_MAX) {
+        at_err_set(err, AT_ERR_INVALID, "%s: %zu bytes, longer than %d; %s", name, s->len, AT_EVENT_ID_MAX, id_rule);
+        return AT_REJ_FIELD_TOO_LONG;
+    }
+    size_t bad = first_bad_char(s, is_id_char);
+    if (bad < s->len) {
+        at_err_set(err, AT_ERR_INVALID, "%s: invalid character at byte %zu; %s", name, bad, id_rule);
+        return AT_REJ_INVALID_FIELD;
+    }
+    return AT_REJ_NONE;
+}
+
+/* uid, tag, ip: an optional ASCII field with a length limit and a character rule. */
+static at_reject_t check_ascii(const char *name, const at_str_t *s, size_t max, bool (*ok)(unsigned char),
+                               const char *rule, at_err_t *err)
+{
+    if (s->len == 0)
+        return AT_REJ_NONE;
+    if (s->len > max) {
+        at_err_set(err, AT_ERR_INVALID, "%s: %zu bytes, longer than %zu", name, s->len, max);
+        return AT_REJ_FIELD_TOO_LONG;
+    }
+    size_t bad = first_bad_char(s, ok);
+    if (bad < s->len) {
+        at_err_set(err, AT_ERR_INVALID, "%s: invalid character at byte %zu; expected %s", name, bad, rule);
+        return AT_REJ_INVALID_FIELD;
+    }
+    return AT_REJ_NONE;
+}
+
+/* u, ref, d. */
+static at_reject_t check_url(const char *name, const at_str_t *s, at_err_t *err)
+{
+    if (s->len == 0)
+        return AT_REJ_NONE;
+    if (s->len > AT_EVENT_URL_MAX) {
+        at_err_set(err, AT_ERR_INVALID, "%s: %zu bytes, longer than %d", name, s->len, AT_EVENT_URL_MAX);
+        return AT_REJ_FIELD_TOO_LONG;
+    }
+    size_t ok = utf8_valid_prefix(s->p, s->len, s->len);
+    if (ok < s->len) {
+        at_err_set(err, AT_ERR_INVALID, "%s: invalid UTF-8 or NUL at byte %zu; expected UTF-8 text", name, ok);
+        return AT_REJ_BAD_ENCODING;
+    }
+    return AT_REJ_NONE;
+}
+
+static const char type_rule[] = "expected one of imp, view, click, conv";
+
+/* Copies up to 32 bytes of @p s into @p out (size >= 36) for quoting in a message, replacing
+ * anything that is not plain printable ASCII, so a hostile value cannot garble the log. */
+static void quote_for_msg(const at_str_t *s, char *out, size_t outsize)
+{
+    size_t n = AT_MIN(s->len, (size_t)32);
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < outsize; i++) {
+        unsigned char ch = (unsigned char)s->p[i];
+        out[o++] = (ch >= 0x20 && ch <= 0x7E && ch != '"' && ch != '\\') ? (char)ch : '?';
+    }
+    if (s->len > n && o + 4 < outsize) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}
+
+/* @p e_text: the e value as received, or NULL when the caller does not know it. */
+static at_reject_t check_event(at_event_t *ev, const at_str_t *e_text, at_err_t *err)
+{
+    at_reject_t r;
+
+    /*
+     * The user agent is not under the user's control (and real ones are sometimes mangled
+     * by proxies), so it never rejects an event: it is cut at AT_EVENT_UA_MAX bytes on a
+     * character boundary, or before the first byte that is not valid UTF-8 (or NUL),
+     * whichever comes first. Done before any rejection so rejected records get the same.
+     */
+    if (ev->ua.len > 0)
+        ev->ua.len = utf8_valid_prefix(ev->ua.p, ev->ua.len, AT_EVENT_UA_MAX);
+
+    if (ev->type <= AT_EV_NONE || ev->type > AT_EV_CONV) {
+        if (e_text == NULL) {
+            /* Without the received text an absent and an unknown type look the same. */
+            at_err_set(err, AT_ERR_INVALID, "e: missing or unknown event type; %s", type_rule);
+            return AT_REJ_UNKNOWN_EVENT_TYPE;
+        }
+        if (e_text->len == 0) {
+            at_err_set(err, AT_ERR_INVALID, "e: missing; %s", type_rule);
+            return AT_REJ_MISSING_FIELD;
+        }
+        char q[40];
+        quote_for_msg(e_text, q, sizeof(q));
+        at_err_set(err, AT_ERR_INVALID, "e: unknown event type \"%s\"; %s", q, type_rule);
+        return AT_REJ_UNKNOWN_EVENT_TYPE;
+    }
+    if ((r = check_id("c", &ev->c, true, err)) != AT_REJ_NONE)
+        return r;
+    if ((r = check_id("cr", &ev->cr, false, err)) != AT_REJ_NONE)
+        return r;
+    if ((r = check_id("p", &ev->p, false, err)) != AT_REJ_NONE)
+        return r;
+    if ((r = check_id("pl", &ev->pl, false, err)) != AT_REJ_NONE)
+        return r;
+    if ((r = check_ascii("uid", &ev->uid, AT_EVENT_UID_MAX, is_uid_char, "printable ASCII without quotes or backslash",
+                         err)) != AT_REJ_NONE)
+        return r;
+    if ((r = check_url("u", &ev->u, err)) != AT_REJ_NONE)
+        return r;
+    if ((r = check_url("ref", &ev->ref, err)) != AT_REJ_NONE)
+        return r;
+    if ((r = check_url("d", &ev->d, err)) != AT_REJ_NONE)
+        return r;
+    if ((r = check_ascii("tag", &ev->tag, AT_EVENT_TAG_MAX, is_tag_char, "printable ASCII", err)) != AT_REJ_NONE)
+        return r;
+    if ((r = check_ascii("ip", &ev->ip, AT_EVENT_IP_MAX, is_ip_char, "a textual IPv4 or IPv6 address [0-9A-Fa-f.:]",
+                         err)) != AT_REJ_NONE)
+        return r;
+    return AT_REJ_NONE;
+}
+
+at_reject_t at_event_check(at_event_t *ev, at_err_t *err)
+{
+    return check_event(ev, NULL, err);
+}
+
+at_reject_t at_event_check_e(at_event_t *ev, at_str_t e_text, at_err_t *err)
+{
+    return check_event(ev, &e_text, err);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Serialisation
+ */
+
+/* Appends a string field when non-empty. */
+static bool append_opt(bson_t *b, const char *key, const at_str_t *s)
+{
+    if (s->len == 0)
+        return true;
+    if (s->len > INT_MAX || s->p == NULL)
+        return false;
+    return bson_append_utf8(b, key, -1, s->p, (int)s->len);
+}
+
+static bool append_str(bson_t *b, const char *key, const char *s)
+{
+    return bson_append_utf8(b, key, -1, s, -1);
+}
+
+/* Fields c..tag in envelope order, shared by both serialisers. */
+static const struct {
+    const char *key;
+    size_t off;
+} str_fields[] = {
+    {"c", offsetof(at_event_t, c)},     {"cr", offsetof(at_event_t, cr)},   {"p", offsetof(at_event_t, p)},
+    {"pl", offsetof(at_event_t, pl)},   {"uid", offsetof(at_event_t, uid)}, {"u", offsetof(at_event_t, u)},
+    {"ref", offsetof(at_event_t, ref)}, {"ua", offsetof(at_event_t, ua)},   {"ip", offsetof(at_event_t, ip)},
+    {"d", offsetof(at_event_t, d)},     {"tag", offsetof(at_event_t, tag)},
+};
+
+static const at_str_t *field_at(const at_event_t *ev, size_t i)
+{
+    return (const at_str_t *)((const char *)ev + str_fields[i].off);
+}
+
+static char *finish_json(bson_t *b, bool ok, size_t *len)
+{
+    size_t n = 0;
+    char *json = ok ? bson_as_relaxed_extended_json(b, &n) : NULL;
+    bson_destroy(b);
+    if (json != NULL && len != NULL)
+        *len = n;
+    return json;
+}
+
+char *at_event_to_json(const at_event_t *ev, size_t *len)
+{
+    if (ev == NULL || ev->ts_ms < 0 || ev->ts_ms > AT_EVENT_TS_MAX)
+        return NULL;
+
+    bson_t b;
+    char id[AT_UUID_STR_LEN + 1];
+    at_uuid_format(&ev->id, id);
+    bson_init(&b);
+    bool ok = bson_append_int32(&b, "v", 1, AT_EVENT_SCHEMA_VERSION) && append_str(&b, "id", id) &&
+              bson_append_date_time(&b, "ts", 2, ev->ts_ms) && append_str(&b, "e", at_event_type_str(ev->type)) &&
+              append_str(&b, "src", at_event_src_str(ev->src));
+    /* c is required (the Kafka key): written even when empty so a bad event is visible. */
+    if (ok && ev->c.len == 0)
+        ok = append_str(&b, "c", "");
+    for (size_t i = 0; ok && i < AT_ARRAY_LEN(str_fields); i++)
+        ok = append_opt(&b, str_fields[i].key, field_at(ev, i));
+    /* bson_as_relaxed_extended_json() returns NULL for invalid UTF-8: unchecked input. */
+    return finish_json(&b, ok, len);
+}
+
+/*
+ * Appends @p s (length @p len) as a string, made safe for JSON: cut to at most @p max bytes
+ * on a character boundary, and every byte that is not part of well-formed UTF-8 (and every
+ * NUL) replaced by U+FFFD. Replacement rather than hex escaping keeps the text readable and
+ * unambiguous (a literal "\xff" in the input stays distinguishable from a bad byte); the
+ * bytes themselves are lost, which is acceptable for a forensic copy capped at 2 KiB anyway.
+ * Valid input, the common case, is appended without a copy.
+ */
+static bool append_repaired(bson_t *b, const char *key, const char *s, size_t len, size_t max)
+{
+    char buf[AT_EVENT_RAW_MAX];
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0;
+
+    if (max > sizeof(buf))
+        max = sizeof(buf);
+    if (s == NULL)
+        return append_str(b, key, "");
+    size_t valid = utf8_valid_prefix(s, len, max);
+    if (valid == len)
+        return bson_append_utf8(b, key, -1, s, (int)len);
+
+    memcpy(buf, s, valid);
+    o = valid;
+    for (size_t i = valid; i < len;) {
+        size_t n = utf8_seq_len(u + i, len - i);
+        if (n == 0) {
+            if (o + 3 > max)
+                break;
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        } else {
+            if (o + n > max)
+                break;
+            memcpy(buf + o, s + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    return bson_append_utf8(b, key, -1, buf, (int)o);
+}
+
+static bool uuid_is_zero(const at_uuid_t *u)
+{
+    for (size_t i = 0; i < sizeof(u->b); i++) {
+        if (u->b[i] != 0)
+            return false;
+    }
+    return true;
+}
+
+char *at_event_rejected_to_json(const at_event_t *ev, at_reject_t reason, const char *detail, const char *raw,
+                                size_t rawlen, size_t *len)
+{
+    bson_t b;
+    bson_init(&b);
+    bool ok = bson_append_int32(&b, "v", 1, AT_EVENT_SCHEMA_VERSION);
+
+    if (ev != NULL) {
+        if (ok && !uuid_is_zero(&ev->id)) {
+            char id[AT_UUID_STR_LEN + 1];
+            at_uuid_format(&ev->id, id);
+            ok = append_str(&b, "id", id);
+        }
+        if (ok && ev->ts_ms > 0 && ev->ts_ms <= AT_EVENT_TS_MAX)
+            ok = bson_append_date_time(&b, "ts", 2, ev->ts_ms);
+        if (ok && ev->type > AT_EV_NONE && ev->type <= AT_EV_CONV)
+            ok = append_str(&b, "e", at_event_type_str(ev->type));
+        if (ok)
+            ok = append_str(&b, "src", at_event_src_str(ev->src));
+        /* Fields are whatever the request held, so each is repaired and capped like raw:
+         * a rejected record stays bounded and always serialisable. */
+        for (size_t i = 0; ok && i < AT_ARRAY_LEN(str_fields); i++) {
+            const at_str_t *s = field_at(ev, i);
+            if (s->len > 0)
+                ok = append_repaired(&b, str_fields[i].key, s->p, s->len, AT_EVENT_RAW_MAX);
+        }
+    }
+    if (ok)
+        ok = append_str(&b, "reason", at_reject_str(reason));
+    if (ok)
+        ok = append_repaired(&b, "detail", detail, detail != NULL ? strlen(detail) : 0, AT_EVENT_RAW_MAX);
+    if (ok)
+        ok = append_repaired(&b, "raw", raw, raw != NULL ? rawlen : 0, AT_EVENT_RAW_MAX);
+    return finish_json(&b, ok, len);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Parsing
+ */
+
+static bool is_json_ws(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/*
+ * Index one past the bracket closing the object or array that opens at s[start], counting
+ * brackets outside strings only; 0 when it is not closed within @p len. A framing aid, not
+ * a validator: libbson's parser checks the content afterwards. Needed because libbson reads
+ * the first JSON value and silently ignores a second one after it ("{...} {...}").
+ */
+static size_t json_container_end(const char *s, size_t len, size_t start)
+{
+    size_t depth = 0;
+    bool in_str = false;
+
+    for (size_t i = start; i < len; i++) {
+        char ch = s[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+            continue;
+        }
+        if (ch == '"') {
+            in_str = true;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (depth == 0 || --depth == 0)
+                return i + 1;
+        }
+    }
+    return 0;
+}
+
+enum {
+    PF_V,
+    PF_ID,
+    PF_TS,
+    PF_E,
+    PF_SRC,
+    PF_STR0 /* + index into str_fields */
+};
+
+/* Index of @p key among the envelope fields, or -1. */
+static int parse_field_index(const char *key)
+{
+    static const char *const fixed[] = {"v", "id", "ts", "e", "src"};
+    for (size_t i = 0; i < AT_ARRAY_LEN(fixed); i++) {
+        if (strcmp(key, fixed[i]) == 0)
+            return (int)i;
+    }
+    for (size_t i = 0; i < AT_ARRAY_LEN(str_fields); i++) {
+        if (strcmp(key, str_fields[i].key) == 0)
+            return PF_STR0 + (int)i;
+    }
+    return -1;
+}
+
+/* Reads the fields of @p doc into @p out. Returns 0 or -1 (AT_ERR_RANGE) naming the field. */
+static int parse_fields(const bson_t *doc, at_event_parsed_t *out, at_err_t *err)
+{
+    bson_iter_t it;
+    uint32_t seen = 0;
+    bool have_v = false, have_id = false, have_ts = false, have_src = false;
+    at_event_t *ev = &out->ev;
+
+    if (!bson_iter_init(&it, doc))
+        return at_err_set(err, AT_ERR_RANGE, "event: unreadable document");
+    /* One pass; when a key repeats, the first occurrence wins (as for query parameters). */
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+        int f = parse_field_index(key);
+        if (f < 0 || (seen & (UINT32_C(1) << f)) != 0)
+            continue;
+        seen |= UINT32_C(1) << f;
+
+        if (f == PF_V) {
+            if (BSON_ITER_HOLDS_INT32(&it)) {
+                out->v = bson_iter_int32(&it);
+            } else if (BSON_ITER_HOLDS_INT64(&it)) {
+                int64_t v = bson_iter_int64(&it);
+                out->v = v > INT_MAX ? INT_MAX : v < INT_MIN ? INT_MIN : (int)v;
+            } else {
+                return at_err_set(err, AT_ERR_RANGE, "v: expected the integer %d", AT_EVENT_SCHEMA_VERSION);
+            }
+            have_v = true;
+        } else if (f == PF_TS) {
+            if (!BSON_ITER_HOLDS_DATE_TIME(&it))
+                return at_err_set(err, AT_ERR_RANGE, "ts: expected a date ({\"$date\": ...})");
+            ev->ts_ms = bson_iter_date_time(&it);
+            have_ts = true;
+        } else {
+            if (!BSON_ITER_HOLDS_UTF8(&it))
+                return at_err_set(err, AT_ERR_RANGE, "%s: expected a string", key);
+            uint32_t n = 0;
+            const char *s = bson_iter_utf8(&it, &n);
+            if (f == PF_ID) {
+                if (at_uuid_parse(s, n, &ev->id) != 0)
+                    return at_err_set(err, AT_ERR_RANGE, "id: expected a UUID (8-4-4-4-12 hex digits)");
+                have_id = true;
+            } else if (f == PF_E) {
+                ev->type = at_event_type_parse(s, n);
+                if (ev->type == AT_EV_NONE)
+                    return at_err_set(err, AT_ERR_RANGE, "e: %s", type_rule);
+            } else if (f == PF_SRC) {
+                int src = src_parse(s, n);
+                if (src < 0)
+                    return at_err_set(err, AT_ERR_RANGE, "src: expected one of pixel, click, beacon");
+                ev->src = (at_event_src_t)src;
+                have_src = true;
+            } else {
+                at_str_t *dst = (at_str_t *)((char *)ev + str_fields[f - PF_STR0].off);
+                dst->p = s;
+                dst->len = n;
+            }
+        }
+    }
+    if (!have_v)
+        return at_err_set(err, AT_ERR_RANGE, "v: missing; expected the integer %d", AT_EVENT_SCHEMA_VERSION);
+    if (out->v != AT_EVENT_SCHEMA_VERSION)
+        return at_err_set(err, AT_ERR_RANGE, "v: unsupported schema version %d; expected %d", out->v,
+                          AT_EVENT_SCHEMA_VERSION);
+    if (!have_id)
+        return at_err_set(err, AT_ERR_RANGE, "id: missing; expected a UUID");
+    if (!have_ts)
+        return at_err_set(err, AT_ERR_RANGE, "ts: missing; expected a date");
+    if (ev->type == AT_EV_NONE)
+        return at_err_set(err, AT_ERR_RANGE, "e: missing; %s", type_rule);
+    if (ev->c.len == 0)
+        return at_err_set(err, AT_ERR_RANGE, "c: missing; expected a non-empty string");
+    if (!have_src)
+        ev->src = AT_SRC_PIXEL; /* tolerated: older writers; src is informational */
+    return 0;
+}
+
+int at_event_parse_json(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err)
+{
+    bson_error_t berr;
+    size_t i = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (json == NULL)
+        return at_err_set(err, AT_ERR_INVALID, "event: no input");
+    while (i < len && is_json_ws(json[i]))
+        i++;
+    if (i == len || json[i] != '{')
+        return at_err_set(err, AT_ERR_INVALID, "event: expected a JSON object");
+    size_t end = json_container_end(json, len, i);
+    if (end == 0)
+        return at_err_set(err, AT_ERR_INVALID, "event: not JSON: unterminated object");
+    for (size_t j = end; j < len; j++) {
+        if (!is_json_ws(json[j]))
+            return at_err_set(err, AT_ERR_INVALID, "event: unexpected text after the JSON object at byte %zu", j);
+    }
+    if (end > (size_t)SSIZE_MAX)
+        return at_err_set(err, AT_ERR_INVALID, "event: too large");
+
+    bson_t *doc = bson_new_from_json((const uint8_t *)json, (ssize_t)end, &berr);
+    if (doc == NULL)
+        return at_err_set(err, AT_ERR_INVALID, "event: not JSON: %s", berr.message);
+    out->doc = doc;
+    if (parse_fields(doc, out, err) != 0) {
+        at_event_parsed_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+void at_event_parsed_free(at_event_parsed_t *pe)
+{
+    if (pe == NULL)
+        return;
+    if (pe->doc != NULL)
+        bson_destroy((bson_t *)pe->doc);
+    memset(pe, 0, sizeof(*pe));
+}

@@ -1,0 +1,784 @@
+/* Unit tests for common/at_event.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <bson/bson.h>
+#include <stdlib.h>
+
+#include "at_event.h"
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+/* A string of @p n copies of @p ch in a static buffer (max 4096). */
+static at_str_t rep(char ch, size_t n)
+{
+    static char bufs[4][4096];
+    static int next;
+    char *b = bufs[next++ % 4];
+    assert_true(n <= sizeof(bufs[0]));
+    memset(b, ch, n);
+    return (at_str_t){b, n};
+}
+
+static at_str_t S(const char *s)
+{
+    return (at_str_t){s, strlen(s)};
+}
+
+/* A valid minimal event: e=imp, c=camp-1. */
+static at_event_t base_event(void)
+{
+    at_event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = AT_EV_IMP;
+    ev.src = AT_SRC_PIXEL;
+    ev.c = S("camp-1");
+    ev.ts_ms = INT64_C(1763731622123); /* 2025-11-21T13:27:02.123Z */
+    at_uuid7_gen_t g;
+    memset(&g, 0, sizeof(g));
+    at_uuid7_next(&g, (uint64_t)ev.ts_ms, &ev.id);
+    return ev;
+}
+
+/* Parses @p json with libbson; fails the test when it is not valid JSON. */
+static bson_t *must_parse(const char *json, size_t len)
+{
+    bson_error_t e;
+    bson_t *b = bson_new_from_json((const uint8_t *)json, (ssize_t)len, &e);
+    if (b == NULL)
+        fail_msg("not valid JSON (%s): %s", e.message, json);
+    return b;
+}
+
+/* The string value of @p key in @p b, or NULL. */
+static const char *get_str(const bson_t *b, const char *key, uint32_t *len)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, b, key) || !BSON_ITER_HOLDS_UTF8(&it))
+        return NULL;
+    return bson_iter_utf8(&it, len);
+}
+
+static bool str_eq(at_str_t a, at_str_t b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+
+/* ---- name tables ------------------------------------------------------------------------ */
+
+static void test_at_event_type_str__names(void **state)
+{
+    (void)state;
+    assert_string_equal(at_event_type_str(AT_EV_IMP), "imp");
+    assert_string_equal(at_event_type_str(AT_EV_VIEW), "view");
+    assert_string_equal(at_event_type_str(AT_EV_CLICK), "click");
+    assert_string_equal(at_event_type_str(AT_EV_CONV), "conv");
+    assert_string_equal(at_event_type_str(AT_EV_NONE), "");
+    assert_string_equal(at_event_type_str((at_event_type_t)99), "");
+}
+
+static void test_at_event_type_parse__known_and_unknown(void **state)
+{
+    (void)state;
+    assert_int_equal(at_event_type_parse("imp", 3), AT_EV_IMP);
+    assert_int_equal(at_event_type_parse("view", 4), AT_EV_VIEW);
+    assert_int_equal(at_event_type_parse("click", 5), AT_EV_CLICK);
+    assert_int_equal(at_event_type_parse("conv", 4), AT_EV_CONV);
+    assert_int_equal(at_event_type_parse("impx", 3), AT_EV_IMP); /* length-bounded */
+    assert_int_equal(at_event_type_parse("im", 2), AT_EV_NONE);
+    assert_int_equal(at_event_type_parse("imps", 4), AT_EV_NONE);
+    assert_int_equal(at_event_type_parse("IMP", 3), AT_EV_NONE);
+    assert_int_equal(at_event_type_parse("", 0), AT_EV_NONE);
+    assert_int_equal(at_event_type_parse(NULL, 0), AT_EV_NONE);
+    assert_int_equal(at_event_type_parse("imp\0", 4), AT_EV_NONE);
+}
+
+static void test_at_event_src_str__names(void **state)
+{
+    (void)state;
+    assert_string_equal(at_event_src_str(AT_SRC_PIXEL), "pixel");
+    assert_string_equal(at_event_src_str(AT_SRC_CLICK), "click");
+    assert_string_equal(at_event_src_str(AT_SRC_BEACON), "beacon");
+    assert_string_equal(at_event_src_str((at_event_src_t)7), "");
+}
+
+static void test_at_reject_str__stable_codes(void **state)
+{
+    (void)state;
+    assert_string_equal(at_reject_str(AT_REJ_NONE), "none");
+    assert_string_equal(at_reject_str(AT_REJ_MISSING_FIELD), "missing_field");
+    assert_string_equal(at_reject_str(AT_REJ_INVALID_FIELD), "invalid_field");
+    assert_string_equal(at_reject_str(AT_REJ_FIELD_TOO_LONG), "field_too_long");
+    assert_string_equal(at_reject_str(AT_REJ_BAD_ENCODING), "bad_encoding");
+    assert_string_equal(at_reject_str(AT_REJ_UNKNOWN_EVENT_TYPE), "unknown_event_type");
+    assert_string_equal(at_reject_str(AT_REJ_MALFORMED_JSON), "malformed_json");
+    assert_string_equal(at_reject_str(AT_REJ_MALFORMED_ENVELOPE), "malformed_envelope");
+    assert_string_equal(at_reject_str(AT_REJ_UNKNOWN_CAMPAIGN), "unknown_campaign");
+    assert_string_equal(at_reject_str(AT_REJ_CAMPAIGN_INACTIVE), "campaign_inactive");
+    assert_string_equal(at_reject_str(AT_REJ_UNKNOWN_PUBLISHER), "unknown_publisher");
+    assert_string_equal(at_reject_str(AT_REJ_PUBLISHER_NOT_ALLOWED), "publisher_not_allowed");
+    assert_string_equal(at_reject_str(AT_REJ_DUPLICATE), "duplicate_event");
+    assert_string_equal(at_reject_str(AT_REJ_BOT), "bot");
+    assert_string_equal(at_reject_str(AT_REJ_BUDGET_EXHAUSTED), "budget_exhausted");
+    assert_string_equal(at_reject_str(AT_REJ__COUNT), "unknown");
+    for (int a = 0; a < AT_REJ__COUNT; a++) {
+        assert_true(strlen(at_reject_str((at_reject_t)a)) > 0);
+        for (int b = a + 1; b < AT_REJ__COUNT; b++)
+            assert_string_not_equal(at_reject_str((at_reject_t)a), at_reject_str((at_reject_t)b));
+    }
+}
+
+/* ---- at_event_check ------------------------------------------------------------------- */
+
+static void test_at_event_check__valid_minimal(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+}
+
+static void test_at_event_check__valid_full(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.cr = S("cr-9");
+    ev.p = S("pub.3:x_y-Z");
+    ev.pl = S("slot-top");
+    ev.uid = S("u-42 ~!@#$%^&*()");
+    ev.u = S("https://example.com/p\xc3\xa4ge?q=\xe2\x82\xac&x=\xf0\x9f\x98\x80");
+    ev.ref = S("https://ref.example/");
+    ev.ua = S("Mozilla/5.0 (X11; Linux x86_64)");
+    ev.ip = S("2001:db8::ffff:203.0.113.0");
+    ev.d = S("https://dest.example/landing");
+    ev.tag = S("run-1:17 \"quoted\"");
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    assert_int_equal(ev.ua.len, strlen("Mozilla/5.0 (X11; Linux x86_64)"));
+}
+
+static void test_at_event_check__missing_c(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.c = (at_str_t){NULL, 0};
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_MISSING_FIELD);
+    assert_non_null(strstr(err.msg, "c: missing"));
+    ev.c = S(""); /* present but empty counts as missing */
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_MISSING_FIELD);
+}
+
+static void test_at_event_check_e__missing_e(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.type = AT_EV_NONE;
+    assert_int_equal(at_event_check_e(&ev, (at_str_t){NULL, 0}, &err), AT_REJ_MISSING_FIELD);
+    assert_memory_equal(err.msg, "e: missing", 10);
+    assert_int_equal(at_event_check_e(&ev, S(""), &err), AT_REJ_MISSING_FIELD);
+}
+
+static void test_at_event_check_e__unknown_e_is_quoted(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.type = AT_EV_NONE;
+    assert_int_equal(at_event_check_e(&ev, S("impression"), &err), AT_REJ_UNKNOWN_EVENT_TYPE);
+    assert_non_null(strstr(err.msg, "e: unknown event type \"impression\""));
+    /* hostile text is neutralised and cut */
+    assert_int_equal(at_event_check_e(&ev, S("a\"b\\c\n"), &err), AT_REJ_UNKNOWN_EVENT_TYPE);
+    assert_non_null(strstr(err.msg, "\"a?b?c?\""));
+    assert_int_equal(at_event_check_e(&ev, rep('x', 100), &err), AT_REJ_UNKNOWN_EVENT_TYPE);
+    assert_non_null(strstr(err.msg, "...\""));
+}
+
+static void test_at_event_check__type_none_is_unknown_type(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.type = AT_EV_NONE;
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_UNKNOWN_EVENT_TYPE);
+    assert_memory_equal(err.msg, "e: ", 3);
+    ev.type = (at_event_type_t)42;
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_UNKNOWN_EVENT_TYPE);
+}
+
+/* c, cr, p, pl share one rule: 1-64 bytes of [A-Za-z0-9._:-]. */
+static void test_at_event_check__id_fields_length_boundary(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"c", "cr", "p", "pl"};
+    for (int f = 0; f < 4; f++) {
+        at_event_t ev = base_event();
+        at_err_t err = {AT_OK, ""};
+        at_str_t *fld = f == 0 ? &ev.c : f == 1 ? &ev.cr : f == 2 ? &ev.p : &ev.pl;
+        *fld = rep('a', 64);
+        assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+        *fld = rep('a', 65);
+        assert_int_equal(at_event_check(&ev, &err), AT_REJ_FIELD_TOO_LONG);
+        char want[16];
+        snprintf(want, sizeof(want), "%s: 65 bytes", names[f]);
+        assert_memory_equal(err.msg, want, strlen(want));
+    }
+}
+
+static void test_at_event_check__id_fields_charset(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {"AZaz09", "a.b", "a_b", "a:b", "a-b", "-", "..."};
+    static const char *const bad[] = {"a b", "a/b", "a%20", "a+b", "a\xc3\xa9", "a\"b", "a\nb", "a;b", "a#b"};
+    for (size_t i = 0; i < AT_ARRAY_LEN(ok); i++) {
+        at_event_t ev = base_event();
+        at_err_t err = {AT_OK, ""};
+        ev.cr = S(ok[i]);
+        assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    }
+    for (size_t i = 0; i < AT_ARRAY_LEN(bad); i++) {
+        at_event_t ev = base_event();
+        at_err_t err = {AT_OK, ""};
+        ev.pl = S(bad[i]);
+        assert_int_equal(at_event_check(&ev, &err), AT_REJ_INVALID_FIELD);
+        assert_memory_equal(err.msg, "pl: invalid character at byte 1", 31);
+    }
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.c = (at_str_t){"ab\0c", 4};
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_INVALID_FIELD);
+    assert_memory_equal(err.msg, "c: invalid character at byte 2", 30);
+}
+
+static void test_at_event_check__uid_rules(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.uid = rep('u', 128);
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    ev.uid = rep('u', 129);
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_FIELD_TOO_LONG);
+    assert_memory_equal(err.msg, "uid: 129 bytes", 14);
+    static const char *const bad[] = {"a\"", "a'", "a\\", "a\t", "a\x7f", "a\xc3\xa9"};
+    for (size_t i = 0; i < AT_ARRAY_LEN(bad); i++) {
+        ev.uid = S(bad[i]);
+        assert_int_equal(at_event_check(&ev, &err), AT_REJ_INVALID_FIELD);
+        assert_memory_equal(err.msg, "uid: invalid character at byte 1", 32);
+    }
+}
+
+static void test_at_event_check__url_fields_length_boundary(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"u", "ref", "d"};
+    for (int f = 0; f < 3; f++) {
+        at_event_t ev = base_event();
+        at_err_t err = {AT_OK, ""};
+        at_str_t *fld = f == 0 ? &ev.u : f == 1 ? &ev.ref : &ev.d;
+        *fld = rep('h', 2048);
+        assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+        *fld = rep('h', 2049);
+        assert_int_equal(at_event_check(&ev, &err), AT_REJ_FIELD_TOO_LONG);
+        char want[24];
+        snprintf(want, sizeof(want), "%s: 2049 bytes", names[f]);
+        assert_memory_equal(err.msg, want, strlen(want));
+    }
+}
+
+static void test_at_event_check__url_bad_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t len;
+        size_t at;
+    } bad[] = {
+        {"https://x/\xff", 11, 10},             /* never valid */
+        {"https://x/\xc3", 11, 10},             /* truncated sequence */
+        {"https://x/\xc0\xaf", 12, 10},         /* overlong '/' */
+        {"https://x/\xe0\x80\xaf", 13, 10},     /* overlong 3-byte '/' */
+        {"https://x/\xf0\x80\x80\xaf", 14, 10}, /* overlong 4-byte '/' */
+        {"https://x/\xed\xa0\x80", 13, 10},     /* surrogate */
+        {"https://x/\xf4\x90\x80\x80", 14, 10}, /* above U+10FFFF */
+        {"https://x/\x80", 11, 10},             /* stray continuation */
+        {"https://x/\0y", 12, 10},              /* NUL */
+    };
+    for (size_t i = 0; i < AT_ARRAY_LEN(bad); i++) {
+        at_event_t ev = base_event();
+        at_err_t err = {AT_OK, ""};
+        ev.ref = (at_str_t){bad[i].s, bad[i].len};
+        assert_int_equal(at_event_check(&ev, &err), AT_REJ_BAD_ENCODING);
+        char want[40];
+        snprintf(want, sizeof(want), "ref: invalid UTF-8 or NUL at byte %zu", bad[i].at);
+        assert_memory_equal(err.msg, want, strlen(want));
+    }
+    /* the largest valid code points of each length pass */
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.d = S("\x7f\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf\xed\x9f\xbf\xee\x80\x80");
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+}
+
+static void test_at_event_check__tag_rules(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.tag = rep('t', 128);
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    ev.tag = rep('t', 129);
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_FIELD_TOO_LONG);
+    assert_memory_equal(err.msg, "tag: 129 bytes", 14);
+    ev.tag = S("run\x01");
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_INVALID_FIELD);
+    assert_memory_equal(err.msg, "tag: invalid character at byte 3", 32);
+}
+
+static void test_at_event_check__ip_rules(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.ip = S("203.0.113.7");
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    ev.ip = rep('1', 45);
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    ev.ip = rep('1', 46);
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_FIELD_TOO_LONG);
+    assert_memory_equal(err.msg, "ip: 46 bytes", 12);
+    ev.ip = S("1.2.3.4 x");
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_INVALID_FIELD);
+}
+
+static void test_at_event_check__ua_truncated_not_rejected(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.ua = rep('M', 512);
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    assert_int_equal(ev.ua.len, 512);
+    ev.ua = rep('M', 600);
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    assert_int_equal(ev.ua.len, 512);
+}
+
+static void test_at_event_check__ua_truncated_at_char_boundary(void **state)
+{
+    (void)state;
+    char ua[520];
+    memset(ua, 'M', 511);
+    memcpy(ua + 511, "\xc3\xa9zzzzz", 7); /* 2-byte char straddles the limit */
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.ua = (at_str_t){ua, 518};
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    assert_int_equal(ev.ua.len, 511);
+    ev.ua = (at_str_t){ua + 1, 512}; /* now it fits exactly */
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    assert_int_equal(ev.ua.len, 512);
+}
+
+static void test_at_event_check__ua_invalid_utf8_truncated(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    at_err_t err = {AT_OK, ""};
+    ev.ua = S("Mozilla\xff/5.0");
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    assert_int_equal(ev.ua.len, 7);
+    ev.ua = (at_str_t){"Bot\0x", 5};
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    assert_int_equal(ev.ua.len, 3);
+    /* truncation also happens on events rejected for another reason */
+    ev.c = (at_str_t){NULL, 0};
+    ev.ua = rep('M', 700);
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_MISSING_FIELD);
+    assert_int_equal(ev.ua.len, 512);
+}
+
+/* ---- serialisation ------------------------------------------------------------------ */
+
+static void test_at_event_to_json__field_order_and_omission(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    ev.cr = S("cr-9");
+    ev.uid = S("u-42");
+    ev.u = S("https://a/");
+    ev.ua = S("UA");
+    ev.ip = S("203.0.113.0");
+    ev.tag = S("run-1:17");
+    size_t len = 0;
+    char *json = at_event_to_json(&ev, &len);
+    assert_non_null(json);
+    assert_int_equal(len, strlen(json));
+    static const char *const order[] = {
+        "\"v\" : 1",       "\"id\" : ",           "\"ts\" : { \"$date\" : \"2025-11-21T13:27:02.123Z\" }",
+        "\"e\" : \"imp\"", "\"src\" : \"pixel\"", "\"c\" : \"camp-1\"",
+        "\"cr\" : ",       "\"uid\" : ",          "\"u\" : ",
+        "\"ua\" : ",       "\"ip\" : ",           "\"tag\" : "};
+    const char *prev = json;
+    for (size_t i = 0; i < AT_ARRAY_LEN(order); i++) {
+        const char *at = strstr(json, order[i]);
+        if (at == NULL || at < prev)
+            fail_msg("%s missing or out of order in %s", order[i], json);
+        prev = at;
+    }
+    /* empty optional fields are omitted */
+    assert_null(strstr(json, "\"p\""));
+    assert_null(strstr(json, "\"pl\""));
+    assert_null(strstr(json, "\"ref\""));
+    assert_null(strstr(json, "\"d\""));
+    bson_free(json);
+}
+
+static void test_at_event_to_json__roundtrip(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    ev.type = AT_EV_CLICK;
+    ev.src = AT_SRC_CLICK;
+    ev.cr = S("cr-9");
+    ev.p = S("pub-3");
+    ev.pl = S("slot-top");
+    ev.uid = S("u-42");
+    ev.u = S("https://example.com/\xe2\x82\xac?a=\"b\"\\");
+    ev.ref = S("https://ref/");
+    ev.ua = S("Mozilla/5.0");
+    ev.ip = S("::1");
+    ev.d = S("https://dest/");
+    ev.tag = S("run-1:17");
+    at_err_t err = {AT_OK, ""};
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+
+    size_t len = 0;
+    char *json = at_event_to_json(&ev, &len);
+    assert_non_null(json);
+    at_event_parsed_t pe;
+    assert_int_equal(at_event_parse_json(json, len, &pe, &err), 0);
+    assert_int_equal(pe.v, 1);
+    assert_memory_equal(pe.ev.id.b, ev.id.b, 16);
+    assert_int_equal(pe.ev.ts_ms, ev.ts_ms);
+    assert_int_equal(pe.ev.type, AT_EV_CLICK);
+    assert_int_equal(pe.ev.src, AT_SRC_CLICK);
+    assert_true(str_eq(pe.ev.c, ev.c));
+    assert_true(str_eq(pe.ev.cr, ev.cr));
+    assert_true(str_eq(pe.ev.p, ev.p));
+    assert_true(str_eq(pe.ev.pl, ev.pl));
+    assert_true(str_eq(pe.ev.uid, ev.uid));
+    assert_true(str_eq(pe.ev.u, ev.u));
+    assert_true(str_eq(pe.ev.ref, ev.ref));
+    assert_true(str_eq(pe.ev.ua, ev.ua));
+    assert_true(str_eq(pe.ev.ip, ev.ip));
+    assert_true(str_eq(pe.ev.d, ev.d));
+    assert_true(str_eq(pe.ev.tag, ev.tag));
+    at_event_parsed_free(&pe);
+    assert_null(pe.doc);
+    bson_free(json);
+}
+
+static void test_at_event_to_json__minimal_roundtrip_keeps_absent_fields_absent(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    size_t len = 0;
+    char *json = at_event_to_json(&ev, &len);
+    assert_non_null(json);
+    at_event_parsed_t pe;
+    at_err_t err = {AT_OK, ""};
+    assert_int_equal(at_event_parse_json(json, len, &pe, &err), 0);
+    assert_null(pe.ev.cr.p);
+    assert_null(pe.ev.tag.p);
+    assert_int_equal(pe.ev.src, AT_SRC_PIXEL);
+    at_event_parsed_free(&pe);
+    bson_free(json);
+}
+
+static void test_at_event_to_json__refuses_unwritable_input(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    size_t len = 123;
+    ev.ts_ms = INT64_C(253402300800000); /* year 10000: libbson could not read it back */
+    assert_null(at_event_to_json(&ev, &len));
+    ev.ts_ms = -1;
+    assert_null(at_event_to_json(&ev, &len));
+    ev = base_event();
+    ev.u = S("\xff"); /* unchecked event with invalid UTF-8 */
+    assert_null(at_event_to_json(&ev, &len));
+    assert_int_equal(len, 123);
+    assert_null(at_event_to_json(NULL, &len));
+}
+
+static void test_at_event_rejected_to_json__has_reason_detail_raw(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    ev.c = rep('c', 65);
+    ev.uid = S("u-1");
+    const char raw[] = "e=imp&c=ccccc&uid=u-1";
+    size_t len = 0;
+    char *json = at_event_rejected_to_json(&ev, AT_REJ_FIELD_TOO_LONG, "c: 65 bytes, longer than 64", raw,
+                                           sizeof(raw) - 1, &len);
+    assert_non_null(json);
+    assert_int_equal(len, strlen(json));
+    bson_t *b = must_parse(json, len);
+    uint32_t n;
+    assert_string_equal(get_str(b, "reason", &n), "field_too_long");
+    assert_string_equal(get_str(b, "detail", &n), "c: 65 bytes, longer than 64");
+    assert_string_equal(get_str(b, "raw", &n), raw);
+    assert_string_equal(get_str(b, "uid", &n), "u-1");
+    assert_string_equal(get_str(b, "e", &n), "imp");
+    assert_int_equal(strlen(get_str(b, "c", &n)), 65);
+    assert_non_null(get_str(b, "id", &n));
+    bson_destroy(b);
+    bson_free(json);
+}
+
+static void test_at_event_rejected_to_json__null_event(void **state)
+{
+    (void)state;
+    size_t len = 0;
+    char *json = at_event_rejected_to_json(NULL, AT_REJ_MALFORMED_JSON, NULL, NULL, 0, &len);
+    assert_non_null(json);
+    bson_t *b = must_parse(json, len);
+    uint32_t n;
+    assert_string_equal(get_str(b, "reason", &n), "malformed_json");
+    assert_string_equal(get_str(b, "detail", &n), "");
+    assert_string_equal(get_str(b, "raw", &n), "");
+    assert_null(get_str(b, "id", &n));
+    bson_destroy(b);
+    bson_free(json);
+}
+
+static void test_at_event_rejected_to_json__binary_raw_stays_valid_json(void **state)
+{
+    (void)state;
+    char raw[256];
+    for (int i = 0; i < 256; i++)
+        raw[i] = (char)i;
+    at_event_t ev = base_event();
+    ev.u = (at_str_t){raw + 128, 16}; /* bad bytes in a field too */
+    ev.type = AT_EV_NONE;
+    size_t len = 0;
+    char *json = at_event_rejected_to_json(&ev, AT_REJ_BAD_ENCODING, "u: \xff bad", raw, sizeof(raw), &len);
+    assert_non_null(json);
+    bson_t *b = must_parse(json, len);
+    uint32_t n;
+    const char *r = get_str(b, "raw", &n);
+    assert_non_null(r);
+    /* NUL and every byte >= 0x80 (none forms valid UTF-8 in this order) became U+FFFD */
+    assert_int_equal(n, 127 + 129 * 3);
+    assert_memory_equal(r, "\xef\xbf\xbd\x01\x02", 5);
+    assert_memory_equal(r + 127 * 1 + 3, "\xef\xbf\xbd\xef\xbf\xbd", 6);
+    assert_true(bson_utf8_validate(r, n, false));
+    const char *u = get_str(b, "u", &n);
+    assert_int_equal(n, 16 * 3);
+    assert_memory_equal(get_str(b, "detail", &n), "u: \xef\xbf\xbd bad", 10);
+    assert_null(get_str(b, "e", &n)); /* unknown type is not written */
+    assert_non_null(u);
+    bson_destroy(b);
+    bson_free(json);
+}
+
+static void test_at_event_rejected_to_json__raw_truncated_at_char_boundary(void **state)
+{
+    (void)state;
+    char raw[AT_EVENT_RAW_MAX + 16];
+    memset(raw, 'r', AT_EVENT_RAW_MAX - 1);
+    memcpy(raw + AT_EVENT_RAW_MAX - 1, "\xe2\x82\xac", 3); /* euro sign straddles the limit */
+    memset(raw + AT_EVENT_RAW_MAX + 2, 'x', 14);
+    size_t len = 0;
+    char *json = at_event_rejected_to_json(NULL, AT_REJ_FIELD_TOO_LONG, "d", raw, sizeof(raw), &len);
+    assert_non_null(json);
+    bson_t *b = must_parse(json, len);
+    uint32_t n;
+    const char *r = get_str(b, "raw", &n);
+    assert_int_equal(n, AT_EVENT_RAW_MAX - 1);
+    assert_memory_equal(r, raw, n);
+    bson_destroy(b);
+    bson_free(json);
+
+    /* exactly AT_EVENT_RAW_MAX fits */
+    json = at_event_rejected_to_json(NULL, AT_REJ_FIELD_TOO_LONG, "d", raw + 2, AT_EVENT_RAW_MAX, &len);
+    b = must_parse(json, len);
+    r = get_str(b, "raw", &n);
+    assert_int_equal(n, AT_EVENT_RAW_MAX);
+    assert_memory_equal(r + n - 3, "\xe2\x82\xac", 3);
+    bson_destroy(b);
+    bson_free(json);
+}
+
+static void test_at_event_rejected_to_json__repaired_raw_capped(void **state)
+{
+    (void)state;
+    char raw[3000];
+    memset(raw, 0xff, sizeof(raw));
+    size_t len = 0;
+    char *json = at_event_rejected_to_json(NULL, AT_REJ_BAD_ENCODING, "u", raw, sizeof(raw), &len);
+    bson_t *b = must_parse(json, len);
+    uint32_t n;
+    const char *r = get_str(b, "raw", &n);
+    assert_non_null(r);
+    assert_int_equal(n, (AT_EVENT_RAW_MAX / 3) * 3); /* whole replacement characters only */
+    bson_destroy(b);
+    bson_free(json);
+
+    memset(raw, 'a', AT_EVENT_RAW_MAX - 1); /* one byte left: U+FFFD (3 bytes) does not fit */
+    json = at_event_rejected_to_json(NULL, AT_REJ_BAD_ENCODING, "u", raw, AT_EVENT_RAW_MAX + 5, &len);
+    b = must_parse(json, len);
+    r = get_str(b, "raw", &n);
+    assert_int_equal(n, AT_EVENT_RAW_MAX - 1);
+    bson_destroy(b);
+    bson_free(json);
+}
+
+static void test_at_event_rejected_to_json__long_field_capped(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    ev.u = rep('u', 4000);
+    size_t len = 0;
+    char *json = at_event_rejected_to_json(&ev, AT_REJ_FIELD_TOO_LONG, "u", "", 0, &len);
+    bson_t *b = must_parse(json, len);
+    uint32_t n;
+    assert_non_null(get_str(b, "u", &n));
+    assert_int_equal(n, AT_EVENT_RAW_MAX);
+    bson_destroy(b);
+    bson_free(json);
+}
+
+/* ---- at_event_parse_json ------------------------------------------------------------- */
+
+#define ID "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"
+#define TS "{\"$date\":\"2026-11-21T13:27:02.123Z\"}"
+
+static void expect_parse_error(const char *json, at_errcode_t code, const char *msg_prefix)
+{
+    at_event_parsed_t pe;
+    at_err_t err = {AT_OK, ""};
+    if (at_event_parse_json(json, strlen(json), &pe, &err) != -1)
+        fail_msg("accepted: %s", json);
+    assert_int_equal(err.code, code);
+    if (strncmp(err.msg, msg_prefix, strlen(msg_prefix)) != 0)
+        fail_msg("message \"%s\" does not start with \"%s\" for %s", err.msg, msg_prefix, json);
+    assert_null(pe.doc);
+}
+
+static void test_at_event_parse_json__not_json(void **state)
+{
+    (void)state;
+    expect_parse_error("", AT_ERR_INVALID, "event: expected a JSON object");
+    expect_parse_error("imp", AT_ERR_INVALID, "event: expected a JSON object");
+    expect_parse_error("[1,2]", AT_ERR_INVALID, "event: expected a JSON object");
+    expect_parse_error("{\"v\":1", AT_ERR_INVALID, "event: not JSON");
+    expect_parse_error("{\"v\":1,}", AT_ERR_INVALID, "event: not JSON");
+    expect_parse_error("{\"v\":1} {\"v\":2}", AT_ERR_INVALID, "event: unexpected text after");
+    expect_parse_error("{\"v\":1} x", AT_ERR_INVALID, "event: unexpected text after");
+    expect_parse_error("{\"v\":\"\xff\"}", AT_ERR_INVALID, "event: not JSON");
+}
+
+static void test_at_event_parse_json__not_an_envelope(void **state)
+{
+    (void)state;
+    expect_parse_error("{}", AT_ERR_RANGE, "v: missing");
+    expect_parse_error("{\"v\":\"1\"}", AT_ERR_RANGE, "v: expected");
+    expect_parse_error("{\"v\":2,\"id\":\"" ID "\",\"ts\":" TS ",\"e\":\"imp\",\"c\":\"c1\"}", AT_ERR_RANGE,
+                       "v: unsupported schema version 2");
+    expect_parse_error("{\"v\":1,\"ts\":" TS ",\"e\":\"imp\",\"c\":\"c1\"}", AT_ERR_RANGE, "id: missing");
+    expect_parse_error("{\"v\":1,\"id\":\"not-a-uuid\",\"ts\":" TS ",\"e\":\"imp\",\"c\":\"c1\"}", AT_ERR_RANGE,
+                       "id: expected a UUID");
+    expect_parse_error("{\"v\":1,\"id\":\"" ID "\",\"e\":\"imp\",\"c\":\"c1\"}", AT_ERR_RANGE, "ts: missing");
+    expect_parse_error("{\"v\":1,\"id\":\"" ID "\",\"ts\":\"2026-11-21\",\"e\":\"imp\",\"c\":\"c1\"}", AT_ERR_RANGE,
+                       "ts: expected a date");
+    expect_parse_error("{\"v\":1,\"id\":\"" ID "\",\"ts\":" TS ",\"e\":\"bogus\",\"c\":\"c1\"}", AT_ERR_RANGE,
+                       "e: expected one of");
+    expect_parse_error("{\"v\":1,\"id\":\"" ID "\",\"ts\":" TS ",\"c\":\"c1\"}", AT_ERR_RANGE, "e: missing");
+    expect_parse_error("{\"v\":1,\"id\":\"" ID "\",\"ts\":" TS ",\"e\":\"imp\"}", AT_ERR_RANGE, "c: missing");
+    expect_parse_error("{\"v\":1,\"id\":\"" ID "\",\"ts\":" TS ",\"e\":\"imp\",\"c\":\"\"}", AT_ERR_RANGE,
+                       "c: missing");
+    expect_parse_error("{\"v\":1,\"id\":\"" ID "\",\"ts\":" TS ",\"e\":\"imp\",\"c\":\"c1\",\"cr\":5}", AT_ERR_RANGE,
+                       "cr: expected a string");
+    expect_parse_error("{\"v\":1,\"id\":\"" ID "\",\"ts\":" TS ",\"e\":\"imp\",\"c\":\"c1\",\"src\":\"x\"}",
+                       AT_ERR_RANGE, "src: expected one of");
+}
+
+static void test_at_event_parse_json__first_key_wins_and_unknown_ignored(void **state)
+{
+    (void)state;
+    const char *json = "  {\"v\":1,\"id\":\"" ID "\",\"ts\":" TS ",\"e\":\"view\",\"e\":\"imp\",\"c\":\"c1\","
+                       "\"c\":\"c2\",\"reason\":\"bot\",\"raw\":{\"x\":[1,2]},\"src\":\"beacon\"}\n";
+    at_event_parsed_t pe;
+    at_err_t err = {AT_OK, ""};
+    assert_int_equal(at_event_parse_json(json, strlen(json), &pe, &err), 0);
+    assert_int_equal(pe.ev.type, AT_EV_VIEW);
+    assert_true(str_eq(pe.ev.c, S("c1")));
+    assert_int_equal(pe.ev.src, AT_SRC_BEACON);
+    assert_int_equal(pe.ev.ts_ms, INT64_C(1795267622123));
+    char id[AT_UUID_STR_LEN + 1];
+    at_uuid_format(&pe.ev.id, id);
+    assert_string_equal(id, ID);
+    at_event_parsed_free(&pe);
+    at_event_parsed_free(NULL);
+}
+
+static void test_at_event_parse_json__reads_rejected_records(void **state)
+{
+    (void)state;
+    at_event_t ev = base_event();
+    size_t len = 0;
+    char *json = at_event_rejected_to_json(&ev, AT_REJ_BOT, "ua: bot", "x", 1, &len);
+    at_event_parsed_t pe;
+    at_err_t err = {AT_OK, ""};
+    assert_int_equal(at_event_parse_json(json, len, &pe, &err), 0);
+    assert_true(str_eq(pe.ev.c, S("camp-1")));
+    at_event_parsed_free(&pe);
+    bson_free(json);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_at_event_type_str__names),
+        cmocka_unit_test(test_at_event_type_parse__known_and_unknown),
+        cmocka_unit_test(test_at_event_src_str__names),
+        cmocka_unit_test(test_at_reject_str__stable_codes),
+        cmocka_unit_test(test_at_event_check__valid_minimal),
+        cmocka_unit_test(test_at_event_check__valid_full),
+        cmocka_unit_test(test_at_event_check__missing_c),
+        cmocka_unit_test(test_at_event_check_e__missing_e),
+        cmocka_unit_test(test_at_event_check_e__unknown_e_is_quoted),
+        cmocka_unit_test(test_at_event_check__type_none_is_unknown_type),
+        cmocka_unit_test(test_at_event_check__id_fields_length_boundary),
+        cmocka_unit_test(test_at_event_check__id_fields_charset),
+        cmocka_unit_test(test_at_event_check__uid_rules),
+        cmocka_unit_test(test_at_event_check__url_fields_length_boundary),
+        cmocka_unit_test(test_at_event_check__url_bad_utf8),
+        cmocka_unit_test(test_at_event_check__tag_rules),
+        cmocka_unit_test(test_at_event_check__ip_rules),
+        cmocka_unit_test(test_at_event_check__ua_truncated_not_rejected),
+        cmocka_unit_test(test_at_event_check__ua_truncated_at_char_boundary),
+        cmocka_unit_test(test_at_event_check__ua_invalid_utf8_truncated),
+        cmocka_unit_test(test_at_event_to_json__field_order_and_omission),
+        cmocka_unit_test(test_at_event_to_json__roundtrip),
+        cmocka_unit_test(test_at_event_to_json__minimal_roundtrip_keeps_absent_fields_absent),
+        cmocka_unit_test(test_at_event_to_json__refuses_unwritable_input),
+        cmocka_unit_test(test_at_event_rejected_to_json__has_reason_detail_raw),
+        cmocka_unit_test(test_at_event_rejected_to_json__null_event),
+        cmocka_unit_test(test_at_event_rejected_to_json__binary_raw_stays_valid_json),
+        cmocka_unit_test(test_at_event_rejected_to_json__raw_truncated_at_char_boundary),
+        cmocka_unit_test(test_at_event_rejected_to_json__repaired_raw_capped),
+        cmocka_unit_test(test_at_event_rejected_to_json__long_field_capped),
+        cmocka_unit_test(test_at_event_parse_json__not_json),
+        cmocka_unit_test(test_at_event_parse_json__not_an_envelope),
+        cmocka_unit_test(test_at_event_parse_json__first_key_wins_and_unknown_ignored),
+        cmocka_unit_test(test_at_event_parse_json__reads_rejected_records),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
