@@ -127,6 +127,19 @@ static void req_ctx_init(req_ctx_t *rc, col_server_t *srv, h2o_req_t *req)
     }
 }
 
+/* Headers are the browser's doing, not the page's: an over-long Referer is cut (at a UTF-8
+ * character start) rather than costing the event. */
+static at_str_t header_url(h2o_iovec_t v)
+{
+    size_t len = v.len;
+    if (len > AT_EVENT_URL_MAX) {
+        len = AT_EVENT_URL_MAX;
+        while (len > 0 && ((unsigned char)v.base[len] & 0xC0) == 0x80)
+            len--;
+    }
+    return (at_str_t){v.base, len};
+}
+
 /* Fills the fields every event of this request shares, and a fresh id. */
 static void fill_from_request(req_ctx_t *rc, at_event_t *ev)
 {
@@ -137,7 +150,7 @@ static void fill_from_request(req_ctx_t *rc, at_event_t *ev)
     at_uuid7_next(&rc->lp->uuid, (uint64_t)wall_ms(), &ev->id);
     ev->ts_ms = wall_ms();
     ev->ua = (at_str_t){ua.base, ua.len};
-    ev->ref = (at_str_t){ref.base, ref.len};
+    ev->ref = header_url(ref);
     if (ev->u.len == 0)
         ev->u = ev->ref;
     if (rc->privacy) {
@@ -298,11 +311,13 @@ static int handle_pixel_or_click(col_server_t *srv, h2o_req_t *req, bool click)
     at_err_t err = {0};
     ev.src = click ? AT_SRC_CLICK : AT_SRC_PIXEL;
     at_reject_t rej = col_query_parse(query, qlen, &ev, &q, buf, qlen + 1, &err);
-    if (click && ev.type == AT_EV_NONE && q.e.len == 0)
-        ev.type = AT_EV_CLICK;
+    if (click && ev.type == AT_EV_NONE && q.e.len == 0) {
+        ev.type = AT_EV_CLICK; /* /c is a click unless it says otherwise */
+        q.e = AT_STR_LIT("click");
+    }
     fill_from_request(rc, &ev);
     if (rej == AT_REJ_NONE)
-        rej = at_event_check(&ev, &err);
+        rej = at_event_check_e(&ev, q.e, &err);
 
     d->status = 200;
     if (click) {
@@ -431,6 +446,13 @@ static int handle_beacon(col_server_t *srv, h2o_req_t *req)
     for (size_t i = 0; i < batch.count; i++) {
         col_batch_item_t *it = &batch.items[i];
         fill_from_request(rc, &it->ev);
+        if (it->reject == AT_REJ_NONE) {
+            /* The request added ua, ref, u and ip: check those too (ua is truncated). */
+            at_err_t cerr = {0};
+            it->reject = at_event_check(&it->ev, &cerr);
+            if (it->reject != AT_REJ_NONE)
+                snprintf(it->detail, sizeof(it->detail), "%s", cerr.msg);
+        }
         submit_event(rc, p, &it->ev, it->reject, it->detail, it->raw, it->rawlen);
         if (it->reject == AT_REJ_NONE) {
             accepted++;

@@ -352,6 +352,30 @@ static void test_bad_input__documented_statuses_and_rejected_topic(void **state)
     assert_int_equal(count_tagged(REJECTED, "click:", cseen, 2, 1, NULL, NULL), 1);
     assert_int_equal(cseen[1], 1);
 
+    /* A browser's over-long Referer is cut, not a reason to lose the impression. */
+    char *hdr = malloc(3200);
+    int hl = snprintf(hdr, 3200, "Referer: https://news.example/");
+    memset(hdr + hl, 'r', 3000);
+    memcpy(hdr + hl + 3000, "\r\n", 3);
+    assert_int_equal(ts_http(c.port, "GET", "/t.gif?e=imp&c=camp-r&tag=ref:0", hdr, NULL, 0, &r, 10000), 0);
+    assert_int_equal(r.status, 200);
+    ts_http_resp_free(&r);
+    free(hdr);
+    ts_kmsg_t *rmsgs = NULL;
+    long nr = 0;
+    int rseen[1];
+    assert_int_equal(count_tagged(RAW, "ref:", rseen, 1, 1, &rmsgs, &nr), 1);
+    for (long k = 0; k < nr; k++) {
+        at_event_parsed_t pe;
+        at_err_t perr;
+        if (strstr(rmsgs[k].value, "\"ref:0\"") == NULL)
+            continue;
+        assert_int_equal(at_event_parse_json(rmsgs[k].value, rmsgs[k].value_len, &pe, &perr), 0);
+        assert_int_equal(pe.ev.ref.len, AT_EVENT_URL_MAX);
+        at_event_parsed_free(&pe);
+    }
+    ts_kmsgs_free(rmsgs, nr);
+
     /* Health endpoints and metrics exposition. */
     assert_int_equal(get_status(&c, "/healthz", &r), 200);
     ts_http_resp_free(&r);
