@@ -37,6 +37,35 @@
 
 static ts_devstream_t ds;
 
+/* Collectors started by the current test. A failed assertion jumps out of the test
+ * function, so the per-test teardown, not the test, makes sure none outlives it. */
+static pid_t live_pids[8];
+
+static void track_pid(pid_t pid, bool add)
+{
+    for (size_t i = 0; i < AT_ARRAY_LEN(live_pids); i++) {
+        if (add && live_pids[i] == 0) {
+            live_pids[i] = pid;
+            return;
+        }
+        if (!add && live_pids[i] == pid)
+            live_pids[i] = 0;
+    }
+}
+
+static int kill_leftovers(void **state)
+{
+    AT_UNUSED(state);
+    for (size_t i = 0; i < AT_ARRAY_LEN(live_pids); i++) {
+        if (live_pids[i] > 0) {
+            kill(live_pids[i], SIGKILL);
+            waitpid(live_pids[i], NULL, 0);
+            live_pids[i] = 0;
+        }
+    }
+    return 0;
+}
+
 typedef struct collector_s {
     ts_proc_t proc;
     int port;
@@ -58,12 +87,14 @@ static void collector_start(collector_t *c, const char *spool_dir, const char *c
         argv[n++] = extra_args[i];
     argv[n] = NULL;
     assert_int_equal(ts_spawn(&c->proc, (char *const *)argv, NULL, false, 0), 0);
+    track_pid(c->proc.pid, true);
     free(bin);
     assert_int_equal(ts_wait_port(c->port, 30000), 0);
 }
 
 static void collector_stop(collector_t *c)
 {
+    track_pid(c->proc.pid, false);
     ts_kill(&c->proc);
     free(c->spool);
     c->spool = NULL;
@@ -552,12 +583,12 @@ static void test_config__bad_value_names_option_and_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config__bad_value_names_option_and_range),
-        cmocka_unit_test(test_pixel__n_events_land_once_with_fields),
-        cmocka_unit_test(test_bad_input__documented_statuses_and_rejected_topic),
-        cmocka_unit_test(test_outage__every_2xx_event_in_kafka_once),
-        cmocka_unit_test(test_spool__survives_kill9_and_replays_on_restart),
-        cmocka_unit_test(test_sigterm__answers_inflight_then_exits_0),
+        cmocka_unit_test_teardown(test_config__bad_value_names_option_and_range, kill_leftovers),
+        cmocka_unit_test_teardown(test_pixel__n_events_land_once_with_fields, kill_leftovers),
+        cmocka_unit_test_teardown(test_bad_input__documented_statuses_and_rejected_topic, kill_leftovers),
+        cmocka_unit_test_teardown(test_outage__every_2xx_event_in_kafka_once, kill_leftovers),
+        cmocka_unit_test_teardown(test_spool__survives_kill9_and_replays_on_restart, kill_leftovers),
+        cmocka_unit_test_teardown(test_sigterm__answers_inflight_then_exits_0, kill_leftovers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
