@@ -41,6 +41,18 @@ int ts_spawn(ts_proc_t *p, char *const argv[], char *const env_extra[], bool wan
 /* Writes a line (a newline is appended) to the child's stdin. */
 int ts_send_line(ts_proc_t *p, const char *line);
 
+/* Reads the next stdout line of a child started with @p want_first_line (newline stripped,
+ * truncated to @p size - 1). Returns 0, or -1 on EOF or timeout. */
+int ts_read_stdout_line(ts_proc_t *p, char *buf, size_t size, int timeout_ms);
+
+/*
+ * Runs argv to completion with stdin=/dev/null, capturing stdout and stderr. On success
+ * (the process ran and exited within @p timeout_ms) returns 0 with *@p out and *@p err as
+ * NUL-terminated heap strings (free(); either pointer may be NULL to discard) and the
+ * waitpid status in *@p status. Returns -1 if it could not start or did not finish in time.
+ */
+int ts_run(char *const argv[], char *const env_extra[], int timeout_ms, char **out, char **err, int *status);
+
 /* Sends @p sig. */
 int ts_signal(ts_proc_t *p, int sig);
 
@@ -77,8 +89,13 @@ typedef struct ts_devstream_s {
 
 /* Starts $ADTRACK_BIN_DIR/adtrack-devstream --brokers @p brokers --partitions @p partitions. */
 int ts_devstream_start(ts_devstream_t *d, int brokers, int partitions);
-/* Sends a control line (see `adtrack-devstream --help`, e.g. "broker-down 1"). */
+/* Starts devstream with a full argv (argv[0] = the binary, e.g. from ts_bin()). */
+int ts_devstream_start_argv(ts_devstream_t *d, char *const argv[]);
+/* Sends a control line (see `adtrack-devstream --help`, e.g. "broker-down 1") and reads the
+ * one-line answer. Returns 0 if it starts with "ok", else -1 (the answer goes to stderr). */
 int ts_devstream_control(ts_devstream_t *d, const char *line);
+/* Same, and copies the answer line (e.g. "ok adtrack.events.raw/0=1 ...") into @p reply. */
+int ts_devstream_control_reply(ts_devstream_t *d, const char *line, char *reply, size_t reply_size);
 void ts_devstream_stop(ts_devstream_t *d);
 
 /* A Kafka message read back by a test. */

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs the Debian 12 packages adtrack needs to build, test and run
+# locally. Idempotent: packages already installed are left alone, and `apt-get update` runs
+# only when something is missing. Runs apt-get directly as root, otherwise through sudo.
+#
+# Some packages (redis-server, nginx, haproxy) ship system services that Debian may start on
+# install. Nothing in adtrack uses them: every test and scripts/run.sh start their own
+# processes on free ports. This script never enables or starts a service.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  clang                  # libFuzzer targets (scripts/fuzz.sh)
+  libh2o-evloop-dev librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libssl-dev
+  libcmocka-dev
+  redis-server           # integration tests start their own redis-server
+  nginx wrk              # load-test baselines
+  kcat                   # Kafka from the shell
+  python3-mockupdb       # MongoDB wire-protocol mock for tests
+  haproxy                # load balancer config checks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  if [[ "$status" != "install ok installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+if [[ $(id -u) -eq 0 ]]; then
+  sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+  sudo=(sudo)
+else
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: not root and no sudo; install them as root and run again" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+echo "install-deps: done"
