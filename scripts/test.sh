@@ -48,10 +48,15 @@ build_dir() { # build_dir <dir> <cmake args...>: configure, then build all, goin
   cmake --build "$dir" -j"$jobs" "${keep[@]}"
 }
 
+# Every ctest run's output is kept so the totals can be summed at the end.
+ctest_logs=()
 ctest_in() { # ctest_in <dir> <ctest args...>
-  local dir=$1
+  local dir=$1 log
   shift
-  (cd "$dir" && ctest --output-on-failure "$@")
+  log=$(mktemp)
+  ctest_logs+=("$log")
+  (cd "$dir" && ctest --output-on-failure "$@") 2>&1 | tee "$log"
+  return "${PIPESTATUS[0]}"
 }
 
 run_stage "install dependencies" bash scripts/install-deps.sh || true
@@ -85,8 +90,22 @@ fi
 
 stage "summary ($((SECONDS - t_start))s total)"
 printf '  %s\n' "${summary[@]}"
+# One closing line over all ctest runs: "N passed, N failed".
+passed=0 failed_tests=0
+for log in "${ctest_logs[@]}"; do
+  line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
+  if [[ -n "$line" ]]; then
+    f=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+    t=$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$line")
+    passed=$((passed + t - f))
+    failed_tests=$((failed_tests + f))
+  fi
+  rm -f "$log"
+done
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "test.sh: FAILED: ${failed[*]}"
+  echo "$passed passed, $failed_tests failed"
   exit 1
 fi
 echo "test.sh: all stages passed"
+echo "$passed passed, $failed_tests failed"
