@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# bench/enricher.sh: adtrack-enricher throughput, Redis commands per event and RSS.
+#
+# Pre-produces events to adtrack-devstream, then times one enricher (one worker thread,
+# file sink) draining them; every run uses a fresh consumer group, data dir and Redis.
+#   warm: 10 campaigns, all loaded into the cache by the start-up resync
+#   cold: 100,000 campaigns that are not in adtrack:campaigns (so nothing is preloaded);
+#         events spread over all of them, so batches are mostly cache misses
+#   rss:  100,000 campaigns preloaded by the resync, RSS after draining
+# Prints one line per run and the medians; writes nothing else.
+# Usage: bench/enricher.sh [BUILD_DIR] [EVENTS] [RUNS]
+set -euo pipefail
+BUILD=${1:-build}
+EVENTS=${2:-100000}
+RUNS=${3:-3}
+BIN=$BUILD/bin
+TMP=$(mktemp -d /tmp/enr-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+RPORT=$(free_port)
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" --loglevel warning >/dev/null &
+PIDS+=($!)
+R="redis-cli -p $RPORT"
+for _ in $(seq 50); do $R ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+"$BIN/adtrack-devstream" --partitions 4 --topic bench-warm:16 --topic bench-cold:16 --log-level warn \
+    >"$TMP/ds.out" 2>"$TMP/ds.err" </dev/null &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$TMP/ds.out" ] && break; sleep 0.1; done
+BS=$(head -1 "$TMP/ds.out")
+
+# seed NCAMP IN_SET: campaigns camp-0..NCAMP-1 (+ pub-1); IN_SET=1 adds them to adtrack:campaigns.
+seed() {
+    $R flushall >/dev/null
+    python3 - "$1" "$2" >"$TMP/seed.txt" <<'PY'
+import sys
+n, in_set = int(sys.argv[1]), sys.argv[2] == "1"
+def cmd(*a):
+    out = "*%d\r\n" % len(a)
+    for x in a:
+        b = x.encode()
+        out += "$%d\r\n%s\r\n" % (len(b), x)
+    sys.stdout.write(out)
+pub = '{"id":"pub-1","name":"Daily News","domain":"news.example","status":"active","version":1}'
+cmd("HSET", "adtrack:publisher:pub-1", "version", "1", "doc", pub)
+cmd("SADD", "adtrack:publishers", "pub-1")
+for i in range(n):
+    c = "camp-%d" % i
+    doc = ('{"id":"%s","advertiser":"adv-%d","advertiser_name":"Advertiser %d","name":"Campaign %d",'
+           '"status":"active","start":"2020-01-01T00:00:00Z","end":"2099-01-01T00:00:00Z",'
+           '"budget_micros":1000000000000000,"pricing":"cpm","price_micros":2500000,"publishers":["pub-1"],'
+           '"version":%d}') % (c, i, i, i, i + 2)
+    cmd("HSET", "adtrack:campaign:" + c, "version", str(i + 2), "doc", doc)
+    if in_set:
+        cmd("SADD", "adtrack:campaigns", c)
+PY
+    $R --pipe <"$TMP/seed.txt" >/dev/null
+}
+
+# produce TOPIC NCAMP: EVENTS events spread over camp-0..NCAMP-1 (key = campaign).
+produce() {
+    python3 - "$EVENTS" "$2" >"$TMP/events.txt" <<'PY'
+import sys, time, random, uuid
+n, ncamp = int(sys.argv[1]), int(sys.argv[2])
+now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+rnd = random.Random(7)
+out = []
+for i in range(n):
+    c = "camp-%d" % rnd.randrange(ncamp)
+    e = "imp" if i % 10 else "click"
+    out.append('%s|{"v":1,"id":"%s","ts":{"$date":"%s"},"e":"%s","src":"pixel","c":"%s","p":"pub-1",'
+               '"pl":"slot-top","uid":"u-%d","u":"https://news.example/a","ua":"%s","ip":"203.0.113.0",'
+               '"tag":"bench:%d"}' % (c, uuid.uuid4(), now, e, c, i % 5000, ua, i))
+sys.stdout.write("\n".join(out) + "\n")
+PY
+    kcat -P -l -b "$BS" -t "$1" -K '|' "$TMP/events.txt"
+    # Count what the cluster actually serves (librdkafka's mock can serve fewer than were
+    # acknowledged when a producer sends very large batches); the runs drain exactly that.
+    local served; served=$(timeout 120 kcat -C -e -q -b "$BS" -t "$1" -o beginning -f '.\n' | wc -l)
+    echo "# $1: $served of $EVENTS events served" >&2
+    [ "$served" = "$EVENTS" ] || { echo "devstream serves $served of $EVENTS; aborting" >&2; exit 1; }
+}
+
+metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2; exit }'; }
+total_calls() { $R info commandstats | awk -F'[=,:]' '/^cmdstat_/ { s += $3 } END { print s + 0 }'; }
+
+# run TOPIC NCAMP IN_SET MODE: one timed drain; prints "events/s cmds/event(enricher) calls/event(redis) rss_MiB".
+run() {
+    local topic=$1 ncamp=$2 in_set=$3 mode=$4 n=$5
+    seed "$ncamp" "$in_set"
+    local port; port=$(free_port)
+    local before; before=$(total_calls)
+    "$BIN/adtrack-enricher" --brokers "$BS" --group "bench-$mode-$n-$RANDOM" --topic-raw "$topic" \
+        --redis "127.0.0.1:$RPORT" --data-dir "$TMP/sink-$mode-$n" --listen "127.0.0.1:$port" \
+        --batch-size 1000 --batch-max-ms 100 --log-level warn 2>"$TMP/enr-$mode-$n.err" &
+    local pid=$!
+    PIDS+=($pid)
+    local t0="" done=0 c0=0
+    for _ in $(seq 6000); do
+        local v r
+        v=$(metric "$port" 'adtrack_enricher_events_total{outcome="valid"}' || true)
+        r=$(metric "$port" 'adtrack_enricher_batches_total' || true)
+        v=${v:-0}
+        if [ -z "$t0" ] && [ "${r:-0}" != "0" ]; then t0=$(date +%s.%N); c0=$v; fi
+        if [ "${v%.*}" -ge "$EVENTS" ] 2>/dev/null; then done=1; break; fi
+        sleep 0.05
+    done
+    local t1; t1=$(date +%s.%N)
+    [ "$done" = 1 ] || { echo "run $mode $n: did not drain (see $TMP/enr-$mode-$n.err)" >&2; cat "$TMP/enr-$mode-$n.err" >&2; exit 1; }
+    local cmds; cmds=$(metric "$port" 'adtrack_enricher_redis_commands_total')
+    local rss; rss=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")
+    local after; after=$(total_calls)
+    kill -TERM "$pid"; wait "$pid" || true
+    python3 -c "
+ev=$EVENTS; dt=$t1-$t0; done=ev-${c0%.*}
+print('%.0f %.4f %.4f %s' % (done/dt, $cmds/ev, ($after-$before)/ev, '$rss'))"
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+echo "# producing $EVENTS events to bench-warm (10 campaigns) and bench-cold (100000 campaigns)" >&2
+produce bench-warm 10
+produce bench-cold 100000
+printf '%-5s %-4s %12s %18s %20s %8s\n' mode run events_per_s enricher_cmds_per_ev redis_calls_per_ev rss_MiB
+for mode in warm cold rss; do
+    : >"$TMP/$mode.res"
+    for n in $(seq "$RUNS"); do
+        case $mode in
+        warm) out=$(run bench-warm 10 1 warm "$n") ;;
+        cold) out=$(run bench-cold 100000 0 cold "$n") ;;
+        rss) out=$(run bench-cold 100000 1 rss "$n") ;;
+        esac
+        echo "$out" >>"$TMP/$mode.res"
+        printf '%-5s %-4s %12s %18s %20s %8s\n' "$mode" "$n" $out
+    done
+    printf '%-5s %-4s %12s %18s %20s %8s\n' "$mode" median \
+        "$(cut -d' ' -f1 "$TMP/$mode.res" | median)" "$(cut -d' ' -f2 "$TMP/$mode.res" | median)" \
+        "$(cut -d' ' -f3 "$TMP/$mode.res" | median)" "$(cut -d' ' -f4 "$TMP/$mode.res" | median)"
+done

@@ -1,0 +1,79 @@
+/*
+ * enr_validate.h: the enricher's per-event rules — validation against core data, pricing,
+ * and the documents written to the sinks. Pure functions (no I/O), so every rule is unit
+ * tested without Redis or Kafka.
+ *
+ * Order of the checks (the first failing one is the reason): the envelope
+ * (at_event_parse_json / at_event_check: malformed_json, malformed_envelope,
+ * unknown_event_type and the field rules), duplicate_event (same id earlier in the batch,
+ * decided by the worker), unknown_campaign, campaign_inactive (paused, or ts outside
+ * [start, end)), unknown_publisher, publisher_not_allowed (blocked, or not in the
+ * campaign's list), bot, budget_exhausted.
+ */
+#ifndef ENR_VALIDATE_H
+#define ENR_VALIDATE_H
+
+#include <bson/bson.h>
+
+#include "at_event.h"
+#include "enr_cache.h"
+#include "enr_ua.h"
+
+#define ENR_DETAIL_MAX AT_ERR_MSG_MAX
+
+typedef struct enr_verdict_s {
+    at_reject_t reason;           /* AT_REJ_NONE: valid so far (budget may still reject) */
+    char detail[ENR_DETAIL_MAX];  /* names the field and what was expected */
+    int64_t price_micros;         /* what this event costs (0: not charged) */
+    int64_t budget_micros;        /* the campaign's budget, for the charge script */
+    bool chargeable;              /* price_micros > 0: goes through the budget script */
+    enr_ua_info_t ua;
+} enr_verdict_t;
+
+/*
+ * Price of one event in micros:
+ *  - cpm campaign, imp: price_micros / 1000 rounded half up ((p + 500) / 1000);
+ *  - cpc campaign, click: price_micros;
+ *  - every other combination: 0 (not charged).
+ */
+int64_t enr_price_micros(const enr_campaign_t *cp, at_event_type_t type);
+
+/*
+ * Validates @p ev (already through the envelope check) against the cached campaign @p ce
+ * and publisher @p pe (either may be NULL: not known) and the classified user agent.
+ * Fills @p v and returns v->reason. A campaign marked exhausted rejects events that cost
+ * nothing here (budget_exhausted); chargeable events are left to the budget script, which
+ * decides exactly (and answers "already charged" for a replay).
+ * @locality: the worker, holding the cache read lock.
+ */
+at_reject_t enr_validate(const at_event_t *ev, const enr_entry_t *ce, const enr_entry_t *pe,
+                         const enr_ua_info_t *ua, enr_verdict_t *v);
+
+/* Writes the anonymised form of @p ip (IPv4 to /24, IPv6 to /48) into @p out (46 bytes).
+ * Returns 0, or -1 for text that is not an IP address (the field is then dropped). */
+int enr_ip_anonymize(const char *ip, size_t len, char out[46]);
+
+/*
+ * Appends the enriched event to @p out (an initialised, empty bson): "_id" = event id,
+ * the envelope fields (v, ts, e, src, c, cr, p, pl, uid, u, ref, ua, ip anonymised, d, tag),
+ * then advertiser, advertiser_name, campaign_name, publisher_name, price_micros, ua_family,
+ * device. @p cp and @p pb must be the entries' documents.
+ */
+void enr_doc_event(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, const enr_publisher_t *pb,
+                   const enr_verdict_t *v);
+
+/*
+ * Appends a rejected document to @p out: "_id" = @p rid, then what
+ * at_event_rejected_to_json() writes (the readable fields of @p ev, which may be NULL,
+ * reason, detail, raw). Returns 0, or -1 when libbson cannot build it.
+ */
+int enr_doc_rejected(bson_t *out, const char *rid, const at_event_t *ev, at_reject_t reason, const char *detail,
+                     const char *raw, size_t rawlen);
+
+/*
+ * Maps a failed at_event_parse_json() to a reason: AT_ERR_INVALID = malformed_json; an
+ * unrecognised "e" = unknown_event_type; anything else = malformed_envelope.
+ */
+at_reject_t enr_parse_error_reason(const at_err_t *err);
+
+#endif

@@ -1,0 +1,362 @@
+/* Unit tests for enricher/enr_validate.c: every validation rule and reason code, pricing,
+ * IP anonymisation and the sink documents. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+
+#include "enr_validate.h"
+
+#define TS_IN INT64_C(1790000000000) /* 2026-09-21, inside the flight below */
+
+static const char CAMP_JSON[] =
+    "{\"id\":\"camp-1\",\"advertiser\":\"adv-1\",\"advertiser_name\":\"Acme Shoes\",\"name\":\"Spring sale\","
+    "\"status\":\"active\",\"start\":\"2026-01-01T00:00:00Z\",\"end\":\"2026-12-31T23:59:59Z\","
+    "\"budget_micros\":5000000000,\"pricing\":\"cpm\",\"price_micros\":2500000,"
+    "\"publishers\":[\"pub-1\",\"pub-2\"],\"version\":17}";
+static const char PUB_JSON[] = "{\"id\":\"pub-1\",\"name\":\"Daily News\",\"status\":\"active\",\"version\":18}";
+
+typedef struct fx_s {
+    enr_cache_t *cache;
+    enr_ua_t *ua;
+} fx_t;
+
+static int setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof(*fx));
+    at_err_t err;
+    fx->cache = enr_cache_new(60000);
+    fx->ua = enr_ua_new(NULL, &err);
+    assert_int_equal(enr_cache_apply(fx->cache, ENR_CAMPAIGN, "camp-1", 6, 17, false, CAMP_JSON, strlen(CAMP_JSON),
+                                     ENR_SRC_CHANGE, 0, &err),
+                     ENR_APPLIED);
+    assert_int_equal(enr_cache_apply(fx->cache, ENR_PUBLISHER, "pub-1", 5, 18, false, PUB_JSON, strlen(PUB_JSON),
+                                     ENR_SRC_CHANGE, 0, &err),
+                     ENR_APPLIED);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    enr_cache_destroy(fx->cache);
+    enr_ua_destroy(fx->ua);
+    free(fx);
+    return 0;
+}
+
+static at_str_t S(const char *s)
+{
+    return (at_str_t){s, strlen(s)};
+}
+
+static at_event_t ev_base(void)
+{
+    at_event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = AT_EV_IMP;
+    ev.c = S("camp-1");
+    ev.p = S("pub-1");
+    ev.ua = S("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36");
+    ev.ts_ms = TS_IN;
+    ev.ip = S("203.0.113.77");
+    ev.tag = S("run:1");
+    return ev;
+}
+
+static at_reject_t run(fx_t *fx, const at_event_t *ev, enr_verdict_t *v)
+{
+    enr_ua_info_t ua;
+    enr_ua_classify(fx->ua, ev->ua.p, ev->ua.len, &ua);
+    const enr_entry_t *ce = enr_cache_get(fx->cache, ENR_CAMPAIGN, ev->c.p, ev->c.len);
+    const enr_entry_t *pe = ev->p.len ? enr_cache_get(fx->cache, ENR_PUBLISHER, ev->p.p, ev->p.len) : NULL;
+    return enr_validate(ev, ce, pe, &ua, v);
+}
+
+static void put_campaign(fx_t *fx, uint64_t version, const char *from, const char *to)
+{
+    /* CAMP_JSON with one substring replaced. */
+    char buf[1024];
+    const char *at = strstr(CAMP_JSON, from);
+    assert_non_null(at);
+    snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - CAMP_JSON), CAMP_JSON, to, at + strlen(from));
+    at_err_t err;
+    assert_int_equal(enr_cache_apply(fx->cache, ENR_CAMPAIGN, "camp-1", 6, version, false, buf, strlen(buf),
+                                     ENR_SRC_CHANGE, 0, &err),
+                     ENR_APPLIED);
+}
+
+static void test_enr_validate__valid_cpm_impression(void **state)
+{
+    fx_t *fx = *state;
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    assert_true(v.chargeable);
+    assert_int_equal(v.price_micros, 2500);
+    assert_int_equal(v.budget_micros, INT64_C(5000000000));
+    assert_int_equal(v.ua.family, ENR_UA_CHROME);
+    assert_int_equal(v.ua.device, ENR_DEV_DESKTOP);
+}
+
+static void test_enr_validate__unknown_campaign(void **state)
+{
+    fx_t *fx = *state;
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    ev.c = S("camp-404");
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_UNKNOWN_CAMPAIGN);
+    assert_non_null(strstr(v.detail, "camp-404"));
+    /* A cached absence (Redis had nothing) is unknown too. */
+    at_err_t err;
+    enr_cache_apply(fx->cache, ENR_CAMPAIGN, "camp-404", 8, 0, false, NULL, 0, ENR_SRC_FETCH, 0, &err);
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_UNKNOWN_CAMPAIGN);
+}
+
+static void test_enr_validate__deleted_campaign(void **state)
+{
+    fx_t *fx = *state;
+    at_err_t err;
+    assert_int_equal(enr_cache_apply(fx->cache, ENR_CAMPAIGN, "camp-1", 6, 30, true, NULL, 0, ENR_SRC_CHANGE, 0, &err),
+                     ENR_APPLIED);
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_UNKNOWN_CAMPAIGN);
+    assert_non_null(strstr(v.detail, "deleted"));
+}
+
+static void test_enr_validate__paused(void **state)
+{
+    fx_t *fx = *state;
+    put_campaign(fx, 20, "\"status\":\"active\"", "\"status\":\"paused\"");
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_CAMPAIGN_INACTIVE);
+    assert_non_null(strstr(v.detail, "paused"));
+}
+
+static void test_enr_validate__flight_dates(void **state)
+{
+    fx_t *fx = *state;
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    int64_t start, end;
+    assert_int_equal(enr_parse_rfc3339("2026-01-01T00:00:00Z", 20, &start), 0);
+    assert_int_equal(enr_parse_rfc3339("2026-12-31T23:59:59Z", 20, &end), 0);
+    ev.ts_ms = start - 1;
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_CAMPAIGN_INACTIVE);
+    ev.ts_ms = start; /* start is inclusive */
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    ev.ts_ms = end - 1;
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    ev.ts_ms = end; /* end is exclusive */
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_CAMPAIGN_INACTIVE);
+    assert_non_null(strstr(v.detail, "flight"));
+}
+
+static void test_enr_validate__unknown_publisher(void **state)
+{
+    fx_t *fx = *state;
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    ev.p = S("pub-2"); /* allowed by the campaign, but not known */
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_UNKNOWN_PUBLISHER);
+    ev.p = (at_str_t){NULL, 0};
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_UNKNOWN_PUBLISHER);
+    assert_non_null(strstr(v.detail, "p: missing"));
+}
+
+static void test_enr_validate__publisher_not_allowed(void **state)
+{
+    fx_t *fx = *state;
+    at_err_t err;
+    const char pub3[] = "{\"id\":\"pub-3\",\"name\":\"Other\",\"status\":\"active\"}";
+    enr_cache_apply(fx->cache, ENR_PUBLISHER, "pub-3", 5, 19, false, pub3, strlen(pub3), ENR_SRC_CHANGE, 0, &err);
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    ev.p = S("pub-3");
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_PUBLISHER_NOT_ALLOWED);
+    /* An empty list allows any known, active publisher. */
+    put_campaign(fx, 21, "[\"pub-1\",\"pub-2\"]", "[]");
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    /* A blocked publisher is never allowed. */
+    const char blocked[] = "{\"id\":\"pub-3\",\"name\":\"Other\",\"status\":\"blocked\"}";
+    enr_cache_apply(fx->cache, ENR_PUBLISHER, "pub-3", 5, 22, false, blocked, strlen(blocked), ENR_SRC_CHANGE, 0, &err);
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_PUBLISHER_NOT_ALLOWED);
+    assert_non_null(strstr(v.detail, "blocked"));
+}
+
+static void test_enr_validate__bot(void **state)
+{
+    fx_t *fx = *state;
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    ev.ua = S("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_BOT);
+    ev.ua = S("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 HeadlessChrome/120.0 Safari/537.36");
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_BOT);
+}
+
+static void test_enr_validate__exhausted(void **state)
+{
+    fx_t *fx = *state;
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    assert_int_equal(enr_cache_set_exhausted(fx->cache, "camp-1", 6, true, 40), ENR_APPLIED);
+    /* A chargeable event goes to the budget script (which may answer "already charged"). */
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    assert_true(v.chargeable);
+    /* One that costs nothing is rejected here. */
+    ev.type = AT_EV_VIEW;
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_BUDGET_EXHAUSTED);
+    /* A replenished budget (newer version) lifts it; an older one does not. */
+    assert_int_equal(enr_cache_set_exhausted(fx->cache, "camp-1", 6, false, 39), ENR_STALE);
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_BUDGET_EXHAUSTED);
+    assert_int_equal(enr_cache_set_exhausted(fx->cache, "camp-1", 6, false, 41), ENR_APPLIED);
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+}
+
+static void test_enr_validate__order_of_checks(void **state)
+{
+    fx_t *fx = *state;
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    /* Paused campaign and unknown publisher and a bot: the campaign rule comes first. */
+    put_campaign(fx, 23, "\"status\":\"active\"", "\"status\":\"paused\"");
+    ev.p = S("nobody");
+    ev.ua = S("curl/8.0");
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_CAMPAIGN_INACTIVE);
+}
+
+static void test_enr_parse_error_reason__mapping(void **state)
+{
+    AT_UNUSED(state);
+    at_event_parsed_t pe;
+    at_err_t err;
+    const char *bad_json = "{\"v\":1,";
+    assert_int_equal(at_event_parse_json(bad_json, strlen(bad_json), &pe, &err), -1);
+    assert_int_equal(enr_parse_error_reason(&err), AT_REJ_MALFORMED_JSON);
+    const char *bad_type = "{\"v\":1,\"id\":\"0190a000-0000-7000-8000-000000000001\",\"ts\":{\"$date\":"
+                           "\"2026-11-21T13:27:02.123Z\"},\"e\":\"hover\",\"c\":\"camp-1\"}";
+    assert_int_equal(at_event_parse_json(bad_type, strlen(bad_type), &pe, &err), -1);
+    assert_int_equal(enr_parse_error_reason(&err), AT_REJ_UNKNOWN_EVENT_TYPE);
+    const char *no_id = "{\"v\":1,\"ts\":{\"$date\":\"2026-11-21T13:27:02.123Z\"},\"e\":\"imp\",\"c\":\"camp-1\"}";
+    assert_int_equal(at_event_parse_json(no_id, strlen(no_id), &pe, &err), -1);
+    assert_int_equal(enr_parse_error_reason(&err), AT_REJ_MALFORMED_ENVELOPE);
+    const char *no_e = "{\"v\":1,\"id\":\"0190a000-0000-7000-8000-000000000001\",\"ts\":{\"$date\":"
+                       "\"2026-11-21T13:27:02.123Z\"},\"c\":\"camp-1\"}";
+    assert_int_equal(at_event_parse_json(no_e, strlen(no_e), &pe, &err), -1);
+    assert_int_equal(enr_parse_error_reason(&err), AT_REJ_MALFORMED_ENVELOPE);
+}
+
+static void test_enr_price_micros__rules(void **state)
+{
+    AT_UNUSED(state);
+    enr_campaign_t cp = {.pricing = ENR_PRICING_CPM, .price_micros = 2500000};
+    assert_int_equal(enr_price_micros(&cp, AT_EV_IMP), 2500);
+    assert_int_equal(enr_price_micros(&cp, AT_EV_CLICK), 0);
+    assert_int_equal(enr_price_micros(&cp, AT_EV_VIEW), 0);
+    assert_int_equal(enr_price_micros(&cp, AT_EV_CONV), 0);
+    /* CPM rounding: half up, per impression. */
+    cp.price_micros = 1499;
+    assert_int_equal(enr_price_micros(&cp, AT_EV_IMP), 1);
+    cp.price_micros = 1500;
+    assert_int_equal(enr_price_micros(&cp, AT_EV_IMP), 2);
+    cp.price_micros = 499;
+    assert_int_equal(enr_price_micros(&cp, AT_EV_IMP), 0);
+    cp.price_micros = 0;
+    assert_int_equal(enr_price_micros(&cp, AT_EV_IMP), 0);
+    cp = (enr_campaign_t){.pricing = ENR_PRICING_CPC, .price_micros = 350000};
+    assert_int_equal(enr_price_micros(&cp, AT_EV_CLICK), 350000);
+    assert_int_equal(enr_price_micros(&cp, AT_EV_IMP), 0);
+    assert_int_equal(enr_price_micros(&cp, AT_EV_CONV), 0);
+}
+
+static void test_enr_ip_anonymize__v4_v6(void **state)
+{
+    AT_UNUSED(state);
+    char out[46];
+    assert_int_equal(enr_ip_anonymize("203.0.113.77", 12, out), 0);
+    assert_string_equal(out, "203.0.113.0");
+    assert_int_equal(enr_ip_anonymize("2001:db8:abcd:12:1:2:3:4", 24, out), 0);
+    assert_string_equal(out, "2001:db8:abcd::");
+    assert_int_equal(enr_ip_anonymize("not-an-ip", 9, out), -1);
+    assert_int_equal(enr_ip_anonymize("", 0, out), -1);
+}
+
+static void test_enr_doc_event__fields(void **state)
+{
+    fx_t *fx = *state;
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    at_uuid_parse("0190a000-0000-7000-8000-000000000001", 36, &ev.id);
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    const enr_entry_t *ce = enr_cache_get(fx->cache, ENR_CAMPAIGN, "camp-1", 6);
+    const enr_entry_t *pe = enr_cache_get(fx->cache, ENR_PUBLISHER, "pub-1", 5);
+    bson_t doc = BSON_INITIALIZER;
+    enr_doc_event(&doc, &ev, ce->u.campaign, pe->u.publisher, &v);
+    char *json = bson_as_relaxed_extended_json(&doc, NULL);
+    assert_non_null(strstr(json, "{ \"_id\" : \"0190a000-0000-7000-8000-000000000001\""));
+    assert_non_null(strstr(json, "\"advertiser_name\" : \"Acme Shoes\""));
+    assert_non_null(strstr(json, "\"campaign_name\" : \"Spring sale\""));
+    assert_non_null(strstr(json, "\"publisher_name\" : \"Daily News\""));
+    assert_non_null(strstr(json, "\"price_micros\" : 2500"));
+    assert_non_null(strstr(json, "\"ip\" : \"203.0.113.0\""));
+    assert_non_null(strstr(json, "\"tag\" : \"run:1\""));
+    assert_non_null(strstr(json, "\"ua_family\" : \"chrome\""));
+    assert_non_null(strstr(json, "\"device\" : \"desktop\""));
+    bson_free(json);
+    bson_destroy(&doc);
+}
+
+static void test_enr_doc_rejected__fields(void **state)
+{
+    AT_UNUSED(state);
+    at_event_t ev = ev_base();
+    at_uuid_parse("0190a000-0000-7000-8000-000000000002", 36, &ev.id);
+    bson_t doc = BSON_INITIALIZER;
+    assert_int_equal(enr_doc_rejected(&doc, "0190a000-0000-7000-8000-000000000002:bot", &ev, AT_REJ_BOT,
+                                      "ua: matches a bot pattern", NULL, 0),
+                     0);
+    char *json = bson_as_relaxed_extended_json(&doc, NULL);
+    assert_non_null(strstr(json, "{ \"_id\" : \"0190a000-0000-7000-8000-000000000002:bot\""));
+    assert_non_null(strstr(json, "\"reason\" : \"bot\""));
+    assert_non_null(strstr(json, "\"ip\" : \"203.0.113.0\""));
+    assert_non_null(strstr(json, "\"tag\" : \"run:1\""));
+    bson_free(json);
+    bson_destroy(&doc);
+    /* Without an event: only the raw input. */
+    bson_init(&doc);
+    assert_int_equal(enr_doc_rejected(&doc, "raw:t:0:5", NULL, AT_REJ_MALFORMED_JSON, "not JSON", "\xff{", 2), 0);
+    json = bson_as_relaxed_extended_json(&doc, NULL);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"reason\" : \"malformed_json\""));
+    bson_free(json);
+    bson_destroy(&doc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_enr_validate__valid_cpm_impression, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_validate__unknown_campaign, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_validate__deleted_campaign, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_validate__paused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_validate__flight_dates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_validate__unknown_publisher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_validate__publisher_not_allowed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_validate__bot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_validate__exhausted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_validate__order_of_checks, setup, teardown),
+        cmocka_unit_test(test_enr_parse_error_reason__mapping),
+        cmocka_unit_test(test_enr_price_micros__rules),
+        cmocka_unit_test(test_enr_ip_anonymize__v4_v6),
+        cmocka_unit_test_setup_teardown(test_enr_doc_event__fields, setup, teardown),
+        cmocka_unit_test(test_enr_doc_rejected__fields),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
