@@ -1,0 +1,38 @@
+/*
+ * cd_conf.h: adtrack-coredata's configuration (one at_conf table; see cd_conf.c).
+ */
+#ifndef CD_CONF_H
+#define CD_CONF_H
+
+#include "at_conf.h"
+
+typedef struct cd_conf_s {
+    char *listen;
+    int64_t threads;
+    at_conf_list_t admin_token;
+    at_conf_list_t read_token;
+    int64_t body_max_bytes;
+    int64_t queue_max;
+    char *data_dir;
+    char *mongo;
+    char *mongo_w;
+    int64_t mongo_wtimeout_ms;
+    char *redis;
+    int64_t redis_timeout_ms;
+    char *brokers;
+    at_conf_list_t kafka_prop;
+    char *topic_changes;
+    char *topic_updates;
+    char *topic_rejected;
+    char *group;
+    bool feed;
+    int64_t kafka_timeout_ms;
+    int64_t linger_ms;
+    int64_t kafka_backlog_max;
+    bool resync_changes_on_start;
+    char *log_level;
+} cd_conf_t;
+
+extern const at_conf_table_t cd_conf_table;
+
+#endif
