@@ -18,6 +18,7 @@ packages=(
   kcat                   # Kafka from the shell
   python3-mockupdb       # MongoDB wire-protocol mock for tests
   haproxy                # load balancer config checks
+  openssl                # scripts/run.sh signs a demo click URL
 )
 
 missing=()
