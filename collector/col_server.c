@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "at_kafka.h"
+#include "at_listen.h"
 #include "at_log.h"
 
 #define TICK_MS 100
@@ -377,53 +378,6 @@ static void *loop_main(void *arg)
 
 /* ---- set-up ---- */
 
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len, at_err_t *err)
-{
-    char host[300];
-    const char *colon = strrchr(listen, ':');
-    const char *hs = listen, *he = colon;
-
-    if (colon == NULL || colon[1] == '\0')
-        return at_err_set(err, AT_ERR_INVALID, "--listen: expected HOST:PORT, got '%s'", listen);
-    if (*hs == '[' && he > hs && he[-1] == ']') {
-        hs++;
-        he--;
-    }
-    if ((size_t)(he - hs) >= sizeof(host))
-        return at_err_set(err, AT_ERR_INVALID, "--listen: host too long in '%s'", listen);
-    memcpy(host, hs, (size_t)(he - hs));
-    host[he - hs] = '\0';
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
-    if (rc != 0)
-        return at_err_set(err, AT_ERR_INVALID, "--listen: cannot resolve '%s': %s", listen, gai_strerror(rc));
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
-static int open_listener(col_server_t *srv, at_err_t *err)
-{
-    int fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int on = 1;
-
-    if (fd < 0)
-        return at_err_set(err, AT_ERR_IO, "--listen: socket: %s", strerror(errno));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    if (bind(fd, (struct sockaddr *)&srv->addr, srv->addrlen) != 0 || listen(fd, 4096) != 0) {
-        at_err_set(err, AT_ERR_IO, "--listen %s: %s", srv->conf->listen, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    /* With port 0 the first bind picks the port; later loops join that same port. */
-    getsockname(fd, (struct sockaddr *)&srv->addr, &srv->addrlen);
-    return fd;
-}
-
 static int loop_init(col_server_t *srv, col_loop_t *lp, size_t index, at_err_t *err)
 {
     const col_conf_t *conf = srv->conf;
@@ -432,7 +386,7 @@ static int loop_init(col_server_t *srv, col_loop_t *lp, size_t index, at_err_t *
     lp->srv = srv;
     lp->index = index;
     lp->dr_pipe[0] = lp->dr_pipe[1] = -1;
-    lp->listen_fd = open_listener(srv, err);
+    lp->listen_fd = at_listen_open(&srv->addr, &srv->addrlen, 4096, srv->conf->listen, err);
     if (lp->listen_fd < 0)
         return -1;
 
@@ -498,7 +452,7 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
     srv->conf = conf;
     srv->topics[COL_TOPIC_RAW] = conf->topic_raw;
     srv->topics[COL_TOPIC_REJECTED] = conf->topic_rejected;
-    if (parse_listen(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
+    if (at_listen_parse(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
         goto fail;
 
     srv->ntrusted = conf->trusted_proxies.count;

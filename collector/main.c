@@ -7,36 +7,18 @@
 #include <pthread.h>
 
 #include "at_log.h"
+#include "at_main.h"
 #include "col_server.h"
-
-extern char **environ;
 
 int main(int argc, char **argv)
 {
     col_conf_t conf = {0};
     at_err_t err = {0};
-    int rc = at_conf_load(&col_conf_table, &conf, argc, argv, environ, stdout, &err);
-    if (rc == AT_CONF_EXIT_HELP)
-        return 0;
-    if (rc != 0) {
-        fprintf(stderr, "adtrack-collector: %s\n", err.msg);
-        return 2;
-    }
-    at_log_level_t level;
-    if (at_log_parse_level(conf.log_level, &level) != 0) {
-        fprintf(stderr, "adtrack-collector: --log-level: expected debug, info, warn or error, got '%s'\n",
-                conf.log_level);
-        return 2;
-    }
-    at_log_set_level(level);
-
-    /* Signals are taken synchronously by this thread; loop threads inherit the mask. */
+    /* SIGINT/SIGTERM are taken synchronously by this thread with sigwait. */
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    int rc = at_main_init(&col_conf_table, &conf, AT_OFF(col_conf_t, log_level), argc, argv, &set);
+    if (rc >= 0)
+        return rc;
 
     col_server_t *srv = col_server_new(&conf, &err);
     if (srv == NULL || col_server_start(srv, &err) != 0) {

@@ -274,3 +274,32 @@ void at_mongo_init(void)
 {
     pthread_once(&mongo_once, mongo_init_once);
 }
+
+mongoc_client_t *at_mongo_client_new(const char *uri_str, const char *appname, const char *w, int64_t wtimeout_ms,
+                                     bson_t *opts, at_err_t *err)
+{
+    at_mongo_init();
+    mongoc_uri_t *u = at_mongo_uri_new(uri_str, appname, wtimeout_ms, err);
+    if (u == NULL)
+        return NULL;
+    mongoc_write_concern_t *wc = at_mongo_wc_new(w, wtimeout_ms, u, err);
+    if (wc == NULL) {
+        mongoc_uri_destroy(u);
+        return NULL;
+    }
+    bool wc_ok = mongoc_write_concern_append(wc, opts);
+    mongoc_write_concern_destroy(wc);
+    bson_error_t e;
+    mongoc_client_t *client = wc_ok ? mongoc_client_new_from_uri_with_error(u, &e) : NULL;
+    mongoc_uri_destroy(u);
+    if (client == NULL) {
+        if (wc_ok)
+            at_err_set(err, AT_ERR_INVALID, "mongo: cannot create a client for the URI: %s", e.message);
+        else
+            at_err_set(err, AT_ERR_INTERNAL, "mongo: cannot encode the write concern");
+        return NULL;
+    }
+    /* Version 2 reports server errors in MONGOC_ERROR_SERVER with the server's code. */
+    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+    return client;
+}

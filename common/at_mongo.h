@@ -22,6 +22,16 @@ mongoc_uri_t *at_mongo_uri_new(const char *uri_str, const char *appname, int64_t
  * majority) with @p wtimeout_ms; w=0 is refused. New object (caller destroys) or NULL + err. */
 mongoc_write_concern_t *at_mongo_wc_new(const char *w, int64_t wtimeout_ms, const mongoc_uri_t *u, at_err_t *err);
 
+/*
+ * A client for @p uri_str (see at_mongo_uri_new) using error API version 2, with the write
+ * concern from @p w / @p wtimeout_ms (see at_mongo_wc_new) appended to @p opts, which the
+ * caller initialised and keeps using as the options of its writes. Does not touch the
+ * network: the driver connects on first use. Returns the client (caller destroys; not
+ * thread-safe) or NULL + err.
+ */
+mongoc_client_t *at_mongo_client_new(const char *uri_str, const char *appname, const char *w, int64_t wtimeout_ms,
+                                     bson_t *opts, at_err_t *err);
+
 /* Retriable (AT_ERR_UNAVAILABLE, AT_ERR_TIMEOUT) or permanent class of a server error code. */
 at_errcode_t at_mongo_code_class(int64_t code);
 

@@ -1,6 +1,7 @@
 /*
  * cd_server.c: threads, listeners and life cycle of adtrack-coredata. See cd_server.h.
  */
+#include "at_listen.h"
 #include "cd_server.h"
 
 #include <errno.h>
@@ -61,56 +62,11 @@ static void *loop_main(void *arg)
 
 /* ---- set-up ---- */
 
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len, at_err_t *err)
-{
-    char host[300];
-    const char *colon = strrchr(listen, ':');
-    const char *hs = listen, *he = colon;
-    if (colon == NULL || colon[1] == '\0')
-        return at_err_set(err, AT_ERR_INVALID, "--listen: expected HOST:PORT, got '%s'", listen);
-    if (*hs == '[' && he > hs && he[-1] == ']') {
-        hs++;
-        he--;
-    }
-    if ((size_t)(he - hs) >= sizeof(host))
-        return at_err_set(err, AT_ERR_INVALID, "--listen: host too long in '%s'", listen);
-    memcpy(host, hs, (size_t)(he - hs));
-    host[he - hs] = '\0';
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
-    if (rc != 0)
-        return at_err_set(err, AT_ERR_INVALID, "--listen: cannot resolve '%s': %s", listen, gai_strerror(rc));
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
-static int open_listener(cd_server_t *srv, at_err_t *err)
-{
-    int fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int on = 1;
-    if (fd < 0)
-        return at_err_set(err, AT_ERR_IO, "--listen: socket: %s", strerror(errno));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    if (bind(fd, (struct sockaddr *)&srv->addr, srv->addrlen) != 0 || listen(fd, 1024) != 0) {
-        at_err_set(err, AT_ERR_IO, "--listen %s: %s", srv->conf->listen, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    getsockname(fd, (struct sockaddr *)&srv->addr, &srv->addrlen);
-    return fd;
-}
-
 static int loop_init(cd_server_t *srv, cd_loop_t *lp, at_err_t *err)
 {
     lp->srv = srv;
     atomic_init(&lp->inflight, 0);
-    lp->listen_fd = open_listener(srv, err);
+    lp->listen_fd = at_listen_open(&srv->addr, &srv->addrlen, 1024, srv->conf->listen, err);
     if (lp->listen_fd < 0)
         return -1;
     lp->loop = h2o_evloop_create();
@@ -169,7 +125,7 @@ cd_server_t *cd_server_new(cd_conf_t *conf, at_err_t *err)
     srv->conf = conf;
     atomic_init(&srv->stopping, false);
     cd_state_init(&srv->state);
-    if (parse_listen(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
+    if (at_listen_parse(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
         goto fail;
     srv->auth = cd_auth_new(&conf->admin_token, &conf->read_token, err);
     if (srv->auth == NULL)

@@ -217,42 +217,20 @@ static const cd_store_ops_t store_mongo_ops = {
  */
 cd_store_t *cd_store_mongo_new(const char *uri, const char *w, int64_t wtimeout_ms, at_err_t *err)
 {
-    at_mongo_init();
-    mongoc_uri_t *u = at_mongo_uri_new(uri, CD_MONGO_APPNAME, wtimeout_ms, err);
-    if (u == NULL)
-        return NULL;
-    mongoc_write_concern_t *wc = at_mongo_wc_new(w, wtimeout_ms, u, err);
-    if (wc == NULL) {
-        mongoc_uri_destroy(u);
-        return NULL;
-    }
     cd_store_mongo_t *m = calloc(1, sizeof(*m));
     if (m == NULL) {
-        mongoc_write_concern_destroy(wc);
-        mongoc_uri_destroy(u);
         at_err_set(err, AT_ERR_NOMEM, "mongo store: out of memory");
         return NULL;
     }
     m->base.ops = &store_mongo_ops;
     bson_init(&m->put_opts);
     BSON_APPEND_BOOL(&m->put_opts, "upsert", true);
-    bool wc_ok = mongoc_write_concern_append(wc, &m->put_opts);
-    mongoc_write_concern_destroy(wc);
-
-    bson_error_t e;
-    m->client = wc_ok ? mongoc_client_new_from_uri_with_error(u, &e) : NULL;
-    mongoc_uri_destroy(u);
+    m->client = at_mongo_client_new(uri, CD_MONGO_APPNAME, w, wtimeout_ms, &m->put_opts, err);
     if (m->client == NULL) {
-        if (wc_ok)
-            at_err_set(err, AT_ERR_INVALID, "mongo: cannot create a client for the URI: %s", e.message);
-        else
-            at_err_set(err, AT_ERR_INTERNAL, "mongo: cannot encode the write concern");
         bson_destroy(&m->put_opts);
         free(m);
         return NULL;
     }
-    /* Version 2 reports server errors in MONGOC_ERROR_SERVER with the server's code. */
-    mongoc_client_set_error_api(m->client, MONGOC_ERROR_API_VERSION_2);
     for (int k = 0; k < 2; k++)
         m->colls[k] = mongoc_client_get_collection(m->client, CD_MONGO_DB, kind_coll[k]);
     pthread_mutexattr_t attr;

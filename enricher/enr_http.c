@@ -3,6 +3,7 @@
  * h2o event loop thread (--listen). It only reads atomics and the metrics registry, so a
  * slow Redis, Kafka or sink never delays it.
  */
+#include "at_listen.h"
 #include "enr_server.h"
 
 #include <errno.h>
@@ -127,45 +128,17 @@ static void *http_main(void *arg)
     return NULL;
 }
 
+/* The ops listener: one socket on --listen; the bound port is reported back for tests
+ * that ask for port 0. */
 static int open_listener(const char *listen_addr, int *port_out, at_err_t *err)
 {
-    char host[300];
-    const char *colon = strrchr(listen_addr, ':');
-    const char *hs = listen_addr, *he = colon;
-    if (colon == NULL || colon[1] == '\0')
-        return at_err_set(err, AT_ERR_INVALID, "--listen: expected HOST:PORT, got '%s'", listen_addr);
-    if (*hs == '[' && he > hs && he[-1] == ']') {
-        hs++;
-        he--;
-    }
-    if ((size_t)(he - hs) >= sizeof(host))
-        return at_err_set(err, AT_ERR_INVALID, "--listen: host too long in '%s'", listen_addr);
-    memcpy(host, hs, (size_t)(he - hs));
-    host[he - hs] = '\0';
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
-    if (rc != 0)
-        return at_err_set(err, AT_ERR_INVALID, "--listen: cannot resolve '%s': %s", listen_addr, gai_strerror(rc));
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int on = 1;
-    if (fd < 0) {
-        freeaddrinfo(res);
-        return at_err_set(err, AT_ERR_IO, "--listen: socket: %s", strerror(errno));
-    }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0) {
-        at_err_set(err, AT_ERR_IO, "--listen %s: %s", listen_addr, strerror(errno));
-        close(fd);
-        freeaddrinfo(res);
-        return -1;
-    }
-    freeaddrinfo(res);
     struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    socklen_t sl;
+    if (at_listen_parse(listen_addr, &ss, &sl, err) != 0)
+        return -1;
+    int fd = at_listen_open(&ss, &sl, 128, listen_addr, err);
+    if (fd >= 0)
+        *port_out = at_listen_port(&ss);
     return fd;
 }
 

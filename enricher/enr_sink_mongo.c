@@ -217,42 +217,20 @@ static const enr_sink_ops_t sink_mongo_ops = {
  */
 enr_sink_t *enr_sink_mongo_new(const char *uri, const char *w, int64_t wtimeout_ms, at_err_t *err)
 {
-    at_mongo_init();
-    mongoc_uri_t *u = at_mongo_uri_new(uri, ENR_MONGO_APPNAME, wtimeout_ms, err);
-    if (u == NULL)
-        return NULL;
-    mongoc_write_concern_t *wc = at_mongo_wc_new(w, wtimeout_ms, u, err);
-    if (wc == NULL) {
-        mongoc_uri_destroy(u);
-        return NULL;
-    }
     enr_sink_mongo_t *m = calloc(1, sizeof(*m));
     if (m == NULL) {
-        mongoc_write_concern_destroy(wc);
-        mongoc_uri_destroy(u);
         at_err_set(err, AT_ERR_NOMEM, "mongo sink: out of memory");
         return NULL;
     }
     m->base.ops = &sink_mongo_ops;
     bson_init(&m->insert_opts);
     BSON_APPEND_BOOL(&m->insert_opts, "ordered", false);
-    bool wc_ok = mongoc_write_concern_append(wc, &m->insert_opts);
-    mongoc_write_concern_destroy(wc);
-
-    bson_error_t e;
-    m->client = wc_ok ? mongoc_client_new_from_uri_with_error(u, &e) : NULL;
-    mongoc_uri_destroy(u);
+    m->client = at_mongo_client_new(uri, ENR_MONGO_APPNAME, w, wtimeout_ms, &m->insert_opts, err);
     if (m->client == NULL) {
-        if (wc_ok)
-            at_err_set(err, AT_ERR_INVALID, "mongo: cannot create a client for the URI: %s", e.message);
-        else
-            at_err_set(err, AT_ERR_INTERNAL, "mongo: cannot encode the write concern");
         bson_destroy(&m->insert_opts);
         free(m);
         return NULL;
     }
-    /* Version 2 reports server errors in MONGOC_ERROR_SERVER with the server's code. */
-    mongoc_client_set_error_api(m->client, MONGOC_ERROR_API_VERSION_2);
     m->events = mongoc_client_get_collection(m->client, ENR_MONGO_DB, ENR_MONGO_EVENTS);
     m->rejected = mongoc_client_get_collection(m->client, ENR_MONGO_DB, ENR_MONGO_REJECTED);
     m->indexes_pending = true;
