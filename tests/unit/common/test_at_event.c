@@ -742,6 +742,99 @@ static void test_at_event_parse_json__reads_rejected_records(void **state)
     bson_free(json);
 }
 
+/* ---- at_event_to_json writes what libbson writes ---------------------------------------- */
+
+/* The document at_event_to_json() stands for, serialised by libbson itself. */
+static char *libbson_json(const at_event_t *ev)
+{
+    static const char *keys[] = {"c", "cr", "p", "pl", "uid", "u", "ref", "ua", "ip", "d", "tag"};
+    const at_str_t *vals[] = {&ev->c, &ev->cr, &ev->p, &ev->pl, &ev->uid, &ev->u, &ev->ref, &ev->ua, &ev->ip, &ev->d, &ev->tag};
+    char id[AT_UUID_STR_LEN + 1];
+    at_uuid_format(&ev->id, id);
+    bson_t b = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&b, "v", 1);
+    BSON_APPEND_UTF8(&b, "id", id);
+    BSON_APPEND_DATE_TIME(&b, "ts", ev->ts_ms);
+    BSON_APPEND_UTF8(&b, "e", at_event_type_str(ev->type));
+    BSON_APPEND_UTF8(&b, "src", at_event_src_str(ev->src));
+    if (ev->c.len == 0)
+        BSON_APPEND_UTF8(&b, "c", "");
+    for (size_t i = 0; i < 11; i++)
+        if (vals[i]->len > 0)
+            bson_append_utf8(&b, keys[i], -1, vals[i]->p, (int)vals[i]->len);
+    char *json = bson_as_relaxed_extended_json(&b, NULL);
+    bson_destroy(&b);
+    return json;
+}
+
+static void assert_same_as_libbson(const at_event_t *ev)
+{
+    size_t len = 0;
+    char *mine = at_event_to_json(ev, &len);
+    char *ref = libbson_json(ev);
+    assert_non_null(mine);
+    assert_non_null(ref);
+    assert_string_equal(mine, ref);
+    assert_int_equal(len, strlen(ref));
+    bson_free(mine);
+    bson_free(ref);
+}
+
+static void test_at_event_to_json__byte_identical_to_libbson(void **state)
+{
+    (void)state;
+    at_event_t ev = {0};
+    at_uuid7_gen_t g = {0};
+    at_uuid7_next(&g, 1795268310678ULL, &ev.id);
+    ev.type = AT_EV_IMP;
+    ev.src = AT_SRC_PIXEL;
+    ev.c = AT_STR_LIT("camp-1");
+    static const int64_t times[] = {0, 1000, 1795268310000LL, 1795268310005LL, 1795268310017LL, 1795268310678LL,
+                                    253402300799999LL};
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        ev.ts_ms = times[i];
+        assert_same_as_libbson(&ev);
+    }
+    /* Every escape libbson applies, and multi-byte UTF-8 left as is. */
+    ev.ts_ms = 1795268310678LL;
+    ev.cr = AT_STR_LIT("cr-9");
+    ev.p = AT_STR_LIT("pub-3");
+    ev.pl = AT_STR_LIT("top");
+    ev.uid = AT_STR_LIT("u-42");
+    ev.u = AT_STR_LIT("https://news.example/a?q=\"quoted\"&b=back\\slash/\xc3\xa9t\xc3\xa9/\xf0\x9f\x98\x80");
+    ev.ref = AT_STR_LIT("ctl:\x01\x02\x08\x09\x0a\x0b\x0c\x0d\x1e\x1f\x7f end");
+    ev.ua = AT_STR_LIT("Mozilla/5.0 (X11; Linux x86_64) \"q\" \\ \t");
+    ev.ip = AT_STR_LIT("2001:db8::");
+    ev.d = AT_STR_LIT("https://dest.example/</script>");
+    ev.tag = AT_STR_LIT("run-1:17");
+    assert_same_as_libbson(&ev);
+    /* Every type and source; and an empty c is still written. */
+    for (int t = AT_EV_NONE; t <= AT_EV_CONV; t++) {
+        for (int src = AT_SRC_PIXEL; src <= AT_SRC_BEACON; src++) {
+            ev.type = (at_event_type_t)t;
+            ev.src = (at_event_src_t)src;
+            assert_same_as_libbson(&ev);
+        }
+    }
+    ev.c = (at_str_t){NULL, 0};
+    assert_same_as_libbson(&ev);
+}
+
+static void test_at_event_to_json__refuses_invalid_utf8_and_nul(void **state)
+{
+    (void)state;
+    at_event_t ev = {0};
+    ev.ts_ms = 1795268310678LL;
+    ev.type = AT_EV_IMP;
+    ev.c = AT_STR_LIT("camp-1");
+    ev.u = AT_STR_LIT("https://x.example/\xff");
+    assert_null(at_event_to_json(&ev, NULL));
+    ev.u = (at_str_t){"a\0b", 3};
+    assert_null(at_event_to_json(&ev, NULL));
+    ev.u = AT_STR_LIT("https://x.example/\xc0\xaf"); /* overlong '/' */
+    assert_null(at_event_to_json(&ev, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -779,6 +872,8 @@ int main(void)
         cmocka_unit_test(test_at_event_parse_json__not_an_envelope),
         cmocka_unit_test(test_at_event_parse_json__first_key_wins_and_unknown_ignored),
         cmocka_unit_test(test_at_event_parse_json__reads_rejected_records),
+        cmocka_unit_test(test_at_event_to_json__byte_identical_to_libbson),
+        cmocka_unit_test(test_at_event_to_json__refuses_invalid_utf8_and_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
