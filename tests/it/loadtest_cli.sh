@@ -5,49 +5,7 @@
 # environment variables, and a clean partial report on SIGINT.
 set -euo pipefail
 
-BIN="${ADTRACK_BIN_DIR:?ADTRACK_BIN_DIR not set}/adtrack-loadtest"
-TMP="$(mktemp -d "${ADTRACK_TEST_TMP:-/tmp}/loadtest_cli.XXXXXX")"
-NGINX_PID=""
-cleanup() {
-    [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-start_nginx() {
-    mkdir -p "$TMP/nginx"
-    cat > "$TMP/nginx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-error_log stderr;
-pid $TMP/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-  log_format uri '\$request_method \$request_uri';
-  $2
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  server {
-    listen 127.0.0.1:$1;
-    location = /t.gif { empty_gif; }
-    location / { return 204; }
-  }
-}
-CONF
-    nginx -e stderr -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" &
-    NGINX_PID=$!
-    for _ in $(seq 1 100); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    fail "nginx did not start on port $1"
-}
+source "${ADTRACK_SOURCE_DIR:?ADTRACK_SOURCE_DIR not set}/tests/support/loadtest_it.sh"
 
 # expect_exit <code> <stderr substring> <args...>
 expect_exit() {
@@ -82,7 +40,7 @@ grep -q -- "--stages" "$TMP/help.txt" || fail "--help does not list --stages"
 grep -q "ADTRACK_RATE" "$TMP/help.txt" || fail "--help does not name the environment variables"
 
 PORT="$(free_port)"
-start_nginx "$PORT" "access_log $TMP/access.log uri;"
+start_nginx "$PORT" "log_format uri '\$request_method \$request_uri'; access_log $TMP/access.log uri;"
 T="http://127.0.0.1:$PORT"
 
 # --- capture replayed at original timing x2, with bad lines -------------------------------

@@ -8,37 +8,19 @@
 # 2xx means the event is durable.
 set -euo pipefail
 
-BIN_DIR="${ADTRACK_BIN_DIR:?ADTRACK_BIN_DIR not set}"
-TMP="$(mktemp -d "${ADTRACK_TEST_TMP:-/tmp}/loadtest_collector.XXXXXX")"
-COL_PID=""
-DS_PID=""
-cleanup() {
-    for p in "$COL_PID" "$DS_PID"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; [ -f "$TMP/col.err" ] && tail -20 "$TMP/col.err" >&2; exit 1; }
+source "${ADTRACK_SOURCE_DIR:?ADTRACK_SOURCE_DIR not set}/tests/support/loadtest_it.sh"
+LT_FAIL_TAIL="$TMP/col.err"
 
 for b in adtrack-loadtest adtrack-collector adtrack-devstream; do
     [ -x "$BIN_DIR/$b" ] || fail "$BIN_DIR/$b not built"
 done
 
-"$BIN_DIR/adtrack-devstream" --brokers 1 --partitions 4 > "$TMP/ds.out" 2> "$TMP/ds.err" < /dev/null &
-DS_PID=$!
-BOOT=""
-for _ in $(seq 1 300); do
-    BOOT="$(head -n 1 "$TMP/ds.out" 2>/dev/null || true)"
-    [ -n "$BOOT" ] && break
-    sleep 0.1
-done
-[ -n "$BOOT" ] || fail "adtrack-devstream printed no bootstrap list"
+lt_start_devstream
 
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$(free_port)"
 "$BIN_DIR/adtrack-collector" --listen "127.0.0.1:$PORT" --brokers "$BOOT" --spool-dir "$TMP/spool" \
     --click-key it-key > "$TMP/col.out" 2> "$TMP/col.err" &
-COL_PID=$!
+lt_track_pid $!
 ready=0
 for _ in $(seq 1 300); do
     code="$(python3 - "$PORT" <<'PY' 2>/dev/null || true
@@ -57,21 +39,13 @@ cat > "$TMP/profile.json" <<'JSON'
 {"seed": 7, "campaigns": 20, "mix": {"imp": 80, "view": 10, "click": 8, "conv": 2},
  "beacon_ratio": 0.1, "beacon_batch": 3}
 JSON
-set +e
-ADTRACK_CLICK_KEY=it-key "$BIN_DIR/adtrack-loadtest" --target "http://127.0.0.1:$PORT" --rate 200 --duration 2s \
+lt_expect_status 0 "adtrack-loadtest: expected exit status 0" \
+    env ADTRACK_CLICK_KEY=it-key "$BIN" --target "http://127.0.0.1:$PORT" --rate 200 --duration 2s \
     --threads 2 --connections 8 --progress off --profile "$TMP/profile.json" --verify "kafka:$BOOT" \
     --verify-wait 60s --verify-quiet 10s --json "$TMP/run.json"
-rc=$?
-set -e
-[ "$rc" -eq 0 ] || fail "adtrack-loadtest exited with $rc"
 
-python3 - "$TMP/run.json" <<'PY'
-import json, sys
+lt_python "$TMP/run.json" <<'PY'
 r = json.load(open(sys.argv[1]))
-def check(cond, msg):
-    if not cond:
-        print("FAIL:", msg, file=sys.stderr)
-        sys.exit(1)
 q, v, st = r["requests"], r["verify"], r["status"]
 check(q["intended"] == 400 and q["ok"] == 400, f"requests {q}")
 check(st.get("302", 0) > 0, f"no signed click was redirected: {st}")

@@ -13,67 +13,19 @@
 #     not thrown off by a short stall of either process the way window counts are).
 set -euo pipefail
 
-BIN="${ADTRACK_BIN_DIR:?ADTRACK_BIN_DIR not set}/adtrack-loadtest"
-TMP="$(mktemp -d "${ADTRACK_TEST_TMP:-/tmp}/loadtest_rate.XXXXXX")"
-NGINX_PID=""
-cleanup() {
-    [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# start_nginx <port> <access_log directive>: nginx in the foreground, one process.
-start_nginx() {
-    mkdir -p "$TMP/nginx"
-    cat > "$TMP/nginx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-error_log stderr;
-pid $TMP/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  log_format lt '\$msec \$arg_tag';
-  $2
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  server {
-    listen 127.0.0.1:$1;
-    location = /t.gif { empty_gif; }
-    location / { return 204; }
-  }
-}
-CONF
-    nginx -e stderr -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" &
-    NGINX_PID=$!
-    for _ in $(seq 1 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    fail "nginx did not start on port $1"
-}
+source "${ADTRACK_SOURCE_DIR:?ADTRACK_SOURCE_DIR not set}/tests/support/loadtest_it.sh"
 
 PORT="$(free_port)"
-start_nginx "$PORT" "access_log $TMP/access.log lt;"
+start_nginx "$PORT" "log_format lt '\$msec \$arg_tag'; access_log $TMP/access.log lt;" 4096
 
 "$BIN" --target "http://127.0.0.1:$PORT" --rate 500 --duration 10s --threads 2 --connections 16 \
     --late 100ms --progress off --tag true --run-id rate1 --json "$TMP/rate.json" > "$TMP/summary.txt" \
     || fail "adtrack-loadtest exited with $?"
 cat "$TMP/summary.txt"
 
-python3 - "$TMP/rate.json" "$TMP/access.log" <<'PY'
-import json, sys
+lt_python "$TMP/rate.json" "$TMP/access.log" <<'PY'
 r = json.load(open(sys.argv[1]))
 q = r["requests"]
-def check(cond, msg):
-    if not cond:
-        print("FAIL:", msg, file=sys.stderr)
-        sys.exit(1)
 check(q["intended"] == 5000, f"intended {q['intended']} != 5000")
 check(q["sent"] == 5000, f"sent {q['sent']} != 5000")
 check(q["dropped"] == 0, f"dropped {q['dropped']}")

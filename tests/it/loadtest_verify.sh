@@ -11,55 +11,11 @@
 # those findings from the tags it sent, and exit 1 for the bad run, 0 for the good one.
 set -euo pipefail
 
-BIN="${ADTRACK_BIN_DIR:?ADTRACK_BIN_DIR not set}/adtrack-loadtest"
-TMP="$(mktemp -d "${ADTRACK_TEST_TMP:-/tmp}/loadtest_verify.XXXXXX")"
-NGINX_PID=""
-PIPE_PID=""
-cleanup() {
-    [ -n "$PIPE_PID" ] && kill "$PIPE_PID" 2>/dev/null && wait "$PIPE_PID" 2>/dev/null || true
-    [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-start_nginx() {
-    mkdir -p "$TMP/nginx"
-    cat > "$TMP/nginx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-error_log stderr;
-pid $TMP/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-  log_format tags '\$arg_tag';
-  $2
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  server {
-    listen 127.0.0.1:$1;
-    location = /t.gif { empty_gif; }
-    location / { return 204; }
-  }
-}
-CONF
-    nginx -e stderr -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" &
-    NGINX_PID=$!
-    for _ in $(seq 1 100); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    fail "nginx did not start on port $1"
-}
+source "${ADTRACK_SOURCE_DIR:?ADTRACK_SOURCE_DIR not set}/tests/support/loadtest_it.sh"
 
 PORT="$(free_port)"
 : > "$TMP/access.log"
-start_nginx "$PORT" "access_log $TMP/access.log tags;"
+start_nginx "$PORT" "log_format tags '\$arg_tag'; access_log $TMP/access.log tags;"
 mkdir -p "$TMP/sink"
 
 # The follower: access log -> file sink, misbehaving for run id vbad.
@@ -98,32 +54,18 @@ with open(log) as f:
             ev.write(doc % (eid, tag))
 PY
 python3 "$TMP/pipeline.py" "$TMP/access.log" "$TMP/sink" &
-PIPE_PID=$!
+lt_track_pid $!
 
 run_lt() { # run_lt <run-id> <json>
     "$BIN" --target "http://127.0.0.1:$PORT" --rate 50 --duration 2s --threads 2 --connections 4 --progress off \
         --run-id "$1" --verify "file:$TMP/sink" --verify-wait 60s --verify-quiet 3s --json "$2"
 }
 
-set +e
-run_lt vbad "$TMP/bad.json"
-rc=$?
-set -e
-[ "$rc" -eq 1 ] || fail "expected exit status 1 for lost/duplicated events, got $rc"
+lt_expect_status 1 "expected exit status 1 for lost/duplicated events" run_lt vbad "$TMP/bad.json"
+lt_expect_status 0 "expected exit status 0 for a clean pipeline" run_lt vgood "$TMP/good.json"
 
-set +e
-run_lt vgood "$TMP/good.json"
-rc=$?
-set -e
-[ "$rc" -eq 0 ] || fail "expected exit status 0 for a clean pipeline, got $rc"
-
-python3 - "$TMP/bad.json" "$TMP/good.json" <<'PY'
-import json, sys
+lt_python "$TMP/bad.json" "$TMP/good.json" <<'PY'
 bad, good = (json.load(open(p)) for p in sys.argv[1:3])
-def check(cond, msg):
-    if not cond:
-        print("FAIL:", msg, file=sys.stderr)
-        sys.exit(1)
 v = bad["verify"]
 check(bad["requests"]["ok"] == 100, f"bad run: {bad['requests']['ok']} acknowledged, expected 100")
 check(v["store"] == "file", v)

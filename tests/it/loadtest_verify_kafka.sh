@@ -10,71 +10,17 @@
 # seq 8 to adtrack.events.rejected with reason malformed_envelope.
 set -euo pipefail
 
-BIN_DIR="${ADTRACK_BIN_DIR:?ADTRACK_BIN_DIR not set}"
-BIN="$BIN_DIR/adtrack-loadtest"
+source "${ADTRACK_SOURCE_DIR:?ADTRACK_SOURCE_DIR not set}/tests/support/loadtest_it.sh"
 DEVSTREAM="$BIN_DIR/adtrack-devstream"
-TMP="$(mktemp -d "${ADTRACK_TEST_TMP:-/tmp}/loadtest_verify_kafka.XXXXXX")"
-NGINX_PID=""
-DS_PID=""
-cleanup() {
-    for p in "$NGINX_PID" "$DS_PID"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 [ -x "$DEVSTREAM" ] || fail "$DEVSTREAM not built (tools/devstream.c)"
 command -v kcat > /dev/null || fail "kcat not installed (Debian package kcat)"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-start_nginx() {
-    mkdir -p "$TMP/nginx"
-    cat > "$TMP/nginx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-error_log stderr;
-pid $TMP/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-  log_format tags '\$arg_tag';
-  $2
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  server {
-    listen 127.0.0.1:$1;
-    location = /t.gif { empty_gif; }
-    location / { return 204; }
-  }
-}
-CONF
-    nginx -e stderr -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" &
-    NGINX_PID=$!
-    for _ in $(seq 1 100); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    fail "nginx did not start on port $1"
-}
-
-"$DEVSTREAM" --brokers 1 --partitions 4 > "$TMP/ds.out" 2> "$TMP/ds.err" < /dev/null &
-DS_PID=$!
-BOOT=""
-for _ in $(seq 1 300); do
-    BOOT="$(head -n 1 "$TMP/ds.out" 2>/dev/null || true)"
-    [ -n "$BOOT" ] && break
-    sleep 0.1
-done
-[ -n "$BOOT" ] || { cat "$TMP/ds.err" >&2; fail "adtrack-devstream printed no bootstrap list"; }
+lt_start_devstream
 
 PORT="$(free_port)"
 : > "$TMP/access.log"
-start_nginx "$PORT" "access_log $TMP/access.log tags;"
+start_nginx "$PORT" "log_format tags '\$arg_tag'; access_log $TMP/access.log tags;"
 
 # The pipeline stand-in runs once the run's requests are all in nginx's log: kcat -P
 # only produces reliably when its stdin ends, so each run's events go out as one batch,
@@ -122,24 +68,11 @@ run_lt() { # run_lt <run-id> <json>: load in the background, then feed the pipel
     wait "$lt"
 }
 
-set +e
-run_lt kbad "$TMP/bad.json"
-rc=$?
-set -e
-[ "$rc" -eq 1 ] || fail "expected exit status 1, got $rc"
-set +e
-run_lt kgood "$TMP/good.json"
-rc=$?
-set -e
-[ "$rc" -eq 0 ] || fail "expected exit status 0 for a clean pipeline, got $rc"
+lt_expect_status 1 "expected exit status 1" run_lt kbad "$TMP/bad.json"
+lt_expect_status 0 "expected exit status 0 for a clean pipeline" run_lt kgood "$TMP/good.json"
 
-python3 - "$TMP/bad.json" "$TMP/good.json" <<'PY'
-import json, sys
+lt_python "$TMP/bad.json" "$TMP/good.json" <<'PY'
 bad, good = (json.load(open(p)) for p in sys.argv[1:3])
-def check(cond, msg):
-    if not cond:
-        print("FAIL:", msg, file=sys.stderr)
-        sys.exit(1)
 v = bad["verify"]
 check(v["store"] == "kafka", v)
 check(v["checked_requests"] == 40, f"checked {v['checked_requests']}")

@@ -7,62 +7,19 @@
 # each collection filtered by {tag: {$regex: "^<run-id>:"}}.
 set -euo pipefail
 
-BIN="${ADTRACK_BIN_DIR:?ADTRACK_BIN_DIR not set}/adtrack-loadtest"
-SRC="${ADTRACK_SOURCE_DIR:?ADTRACK_SOURCE_DIR not set}"
-TMP="$(mktemp -d "${ADTRACK_TEST_TMP:-/tmp}/loadtest_verify_mongo.XXXXXX")"
-NGINX_PID=""
-MOCK_PID=""
-cleanup() {
-    exec 3>&- 2>/dev/null || true
-    for p in "$MOCK_PID" "$NGINX_PID"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; [ -f "$TMP/mock.out" ] && tail -5 "$TMP/mock.out" >&2; exit 1; }
+source "${ADTRACK_SOURCE_DIR:?ADTRACK_SOURCE_DIR not set}/tests/support/loadtest_it.sh"
+LT_FAIL_TAIL="$TMP/mock.out"
+LT_FAIL_TAIL_LINES=5
+lt_before_cleanup() { exec 3>&- 2>/dev/null || true; }
 
 /usr/bin/python3 -c 'import mockupdb' 2>/dev/null || fail "python3-mockupdb is not installed for /usr/bin/python3"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-start_nginx() {
-    mkdir -p "$TMP/nginx"
-    cat > "$TMP/nginx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-error_log stderr;
-pid $TMP/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  server {
-    listen 127.0.0.1:$1;
-    location = /t.gif { empty_gif; }
-    location / { return 204; }
-  }
-}
-CONF
-    nginx -e stderr -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" &
-    NGINX_PID=$!
-    for _ in $(seq 1 100); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    fail "nginx did not start on port $1"
-}
-
 PORT="$(free_port)"
-start_nginx "$PORT"
+start_nginx "$PORT" "access_log off;"
 
 mkfifo "$TMP/mock.in"
 /usr/bin/python3 "$SRC/tests/support/mockupdb_server.py" < "$TMP/mock.in" > "$TMP/mock.out" 2> "$TMP/mock.err" &
-MOCK_PID=$!
+lt_track_pid $!
 exec 3> "$TMP/mock.in"
 URI=""
 for _ in $(seq 1 100); do
@@ -87,20 +44,12 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-set +e
-"$BIN" --target "http://127.0.0.1:$PORT" --rate 20 --duration 1s --threads 1 --connections 2 --progress off \
+lt_expect_status 1 "expected exit status 1 (lost and duplicated events)" \
+    "$BIN" --target "http://127.0.0.1:$PORT" --rate 20 --duration 1s --threads 1 --connections 2 --progress off \
     --run-id mv1 --verify "$URI/adtrack" --verify-wait 30s --verify-quiet 2s --json "$TMP/run.json"
-rc=$?
-set -e
-[ "$rc" -eq 1 ] || fail "expected exit status 1 (lost and duplicated events), got $rc"
 
-python3 - "$TMP/run.json" "$TMP/mock.out" <<'PY'
-import json, sys
+lt_python "$TMP/run.json" "$TMP/mock.out" <<'PY'
 r = json.load(open(sys.argv[1]))
-def check(cond, msg):
-    if not cond:
-        print("FAIL:", msg, file=sys.stderr)
-        sys.exit(1)
 v = r["verify"]
 check(v["store"] == "mongodb", v)
 check(v["checked_requests"] == 20, v)

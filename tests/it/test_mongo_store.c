@@ -15,6 +15,7 @@
 
 #include "at_common.h"
 #include "at_err.h"
+#include "at_test_mongo.h"
 #include "at_test_support.h"
 #include "cd_store.h"
 
@@ -25,209 +26,12 @@
 
 #include <bson/bson.h>
 
-/* ---- the mockupdb peer (the same helpers as test_mongo_sink.c) -------------------------------- */
-
-#define MOCK_LINE_MAX 65536
-#define MOCK_TIMEOUT_MS 15000
 #define WTIMEOUT_MS 4000
-
-/* ---- the mockupdb peer ------------------------------------------------------------------------ */
-
-typedef struct mock_s {
-    ts_proc_t proc;
-    int port;
-    char uri[256];
-    bson_t **reports; /* every {"event": "command", ...} line read so far, in arrival order */
-    size_t nreports, cap;
-    char *line;
-} mock_t;
-
-static const char *mock_script(void)
-{
-    static char path[1024];
-    const char *src = getenv("ADTRACK_SOURCE_DIR");
-    snprintf(path, sizeof(path), "%s/tests/support/mockupdb_server.py", src != NULL ? src : ".");
-    return path;
-}
-
-static void mock_keep(mock_t *m, bson_t *report)
-{
-    if (m->nreports == m->cap) {
-        m->cap = m->cap ? m->cap * 2 : 32;
-        m->reports = realloc(m->reports, m->cap * sizeof(*m->reports));
-        assert_non_null(m->reports);
-    }
-    m->reports[m->nreports++] = report;
-}
-
-static const char *str_field(const bson_t *b, const char *key)
-{
-    bson_iter_t it;
-    if (bson_iter_init_find(&it, b, key) && BSON_ITER_HOLDS_UTF8(&it))
-        return bson_iter_utf8(&it, NULL);
-    return NULL;
-}
-
-/* Starts the peer on @p port (0 = any free port) with optional --rule arguments. */
-static void mock_start_port(mock_t *m, int port, const char *const *rules)
-{
-    memset(m, 0, sizeof(*m));
-    m->line = malloc(MOCK_LINE_MAX);
-    assert_non_null(m->line);
-    char portbuf[16];
-    char *argv[32];
-    int n = 0;
-    argv[n++] = "/usr/bin/python3";
-    argv[n++] = (char *)mock_script();
-    if (port > 0) {
-        snprintf(portbuf, sizeof(portbuf), "%d", port);
-        argv[n++] = "--port";
-        argv[n++] = portbuf;
-    }
-    for (size_t i = 0; rules != NULL && rules[i] != NULL && n < 29; i++) {
-        argv[n++] = "--rule";
-        argv[n++] = (char *)rules[i];
-    }
-    argv[n] = NULL;
-    assert_int_equal(ts_spawn(&m->proc, argv, NULL, true, MOCK_TIMEOUT_MS), 0);
-    bson_error_t e;
-    bson_t *first = bson_new_from_json((const uint8_t *)m->proc.first_line, -1, &e);
-    assert_non_null(first);
-    assert_string_equal(str_field(first, "event"), "listening");
-    bson_iter_t it;
-    assert_true(bson_iter_init_find(&it, first, "port"));
-    m->port = (int)bson_iter_as_int64(&it);
-    snprintf(m->uri, sizeof(m->uri), "%s", str_field(first, "uri"));
-    bson_destroy(first);
-}
-
-static void mock_start(mock_t *m)
-{
-    mock_start_port(m, 0, NULL);
-}
-
-/* Sends one control line and reads up to its ack, keeping the command reports on the way.
- * Because the peer reports a request before answering it, an ack read after a client call
- * returned proves that every report of that call has been kept. */
-static void mock_ctl(mock_t *m, const char *json)
-{
-    assert_int_equal(ts_send_line(&m->proc, json), 0);
-    for (;;) {
-        int rc = ts_read_stdout_line(&m->proc, m->line, MOCK_LINE_MAX, MOCK_TIMEOUT_MS);
-        assert_int_equal(rc, 0);
-        bson_error_t e;
-        bson_t *r = bson_new_from_json((const uint8_t *)m->line, -1, &e);
-        if (r == NULL)
-            fail_msg("mockupdb peer: unparsable line: %.200s (%s)", m->line, e.message);
-        const char *ev = str_field(r, "event");
-        assert_non_null(ev);
-        if (strcmp(ev, "command") == 0) {
-            mock_keep(m, r);
-            continue;
-        }
-        if (strcmp(ev, "error") == 0)
-            fail_msg("mockupdb peer refused control line %s: %s", json, str_field(r, "msg"));
-        assert_string_equal(ev, "ack");
-        bson_destroy(r);
-        return;
-    }
-}
-
-static void mock_sync(mock_t *m)
-{
-    mock_ctl(m, "{\"op\": \"sync\"}");
-}
-
-/* The latest report of command @p cmd, or NULL. */
-static const bson_t *mock_last_report(const mock_t *m, const char *cmd)
-{
-    for (size_t i = m->nreports; i-- > 0;) {
-        const char *c = str_field(m->reports[i], "cmd");
-        if (c != NULL && strcasecmp(c, cmd) == 0)
-            return m->reports[i];
-    }
-    return NULL;
-}
-
-static size_t mock_count(const mock_t *m, const char *cmd, const char *collection)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < m->nreports; i++) {
-        const char *c = str_field(m->reports[i], "cmd");
-        const char *coll = str_field(m->reports[i], "collection");
-        if (c != NULL && strcasecmp(c, cmd) == 0 &&
-            (collection == NULL || (coll != NULL && strcmp(coll, collection) == 0)))
-            n++;
-    }
-    return n;
-}
-
-/* The nth report of @p cmd for @p collection. */
-static const bson_t *mock_report_in(const mock_t *m, const char *cmd, const char *collection, size_t nth)
-{
-    for (size_t i = 0; i < m->nreports; i++) {
-        const char *c = str_field(m->reports[i], "cmd");
-        const char *coll = str_field(m->reports[i], "collection");
-        if (c != NULL && strcasecmp(c, cmd) == 0 && coll != NULL && strcmp(coll, collection) == 0 && nth-- == 0)
-            return m->reports[i];
-    }
-    return NULL;
-}
-
-static void mock_stop(mock_t *m)
-{
-    if (m->proc.pid > 0) {
-        /* SIGTERM first (the peer exits at once); ts_kill() then only closes the pipes,
-         * or kills a peer that did not exit within the wait. */
-        int status;
-        ts_signal(&m->proc, SIGTERM);
-        (void)ts_wait(&m->proc, 5000, &status);
-        ts_kill(&m->proc);
-    }
-    for (size_t i = 0; i < m->nreports; i++)
-        bson_destroy(m->reports[i]);
-    free(m->reports);
-    free(m->line);
-    memset(m, 0, sizeof(*m));
-}
-
-/* ---- reading reported commands ---------------------------------------------------------------- */
-
-/* Iterator on "doc.<path>" of a report (dotted path). */
-static bool report_find(const bson_t *report, const char *path, bson_iter_t *out)
-{
-    char full[256];
-    snprintf(full, sizeof(full), "doc.%s", path);
-    bson_iter_t it;
-    return bson_iter_init(&it, report) && bson_iter_find_descendant(&it, full, out);
-}
-
-static const char *report_str(const bson_t *report, const char *path)
-{
-    bson_iter_t it;
-    if (report_find(report, path, &it) && BSON_ITER_HOLDS_UTF8(&it))
-        return bson_iter_utf8(&it, NULL);
-    return NULL;
-}
-
-static int64_t report_int(const bson_t *report, const char *path)
-{
-    bson_iter_t it;
-    if (!report_find(report, path, &it) || !BSON_ITER_HOLDS_NUMBER(&it))
-        fail_msg("report has no number at doc.%s", path);
-    return bson_iter_as_int64(&it);
-}
-
-static bool report_has(const bson_t *report, const char *path)
-{
-    bson_iter_t it;
-    return report_find(report, path, &it);
-}
 
 /* ---- fixtures --------------------------------------------------------------------------------- */
 
 typedef struct fx_s {
-    mock_t mock;
+    ts_mongo_t mock;
     cd_store_t *store;
     bson_t *campaign;
     bson_t *publisher;
@@ -246,7 +50,7 @@ static int setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
-    mock_start(&fx->mock);
+    ts_mongo_start(&fx->mock);
     at_err_t err;
     at_err_clear(&err);
     fx->store = cd_store_mongo_new(fx->mock.uri, "majority", WTIMEOUT_MS, &err);
@@ -269,7 +73,7 @@ static int teardown(void **state)
 {
     fx_t *fx = *state;
     cd_store_destroy(fx->store);
-    mock_stop(&fx->mock);
+    ts_mongo_stop(&fx->mock);
     bson_destroy(fx->campaign);
     bson_destroy(fx->publisher);
     free(fx);
@@ -281,7 +85,7 @@ static int put(fx_t *fx, cd_kind_t kind, const bson_t *doc, bool *applied, at_er
     at_err_clear(err);
     *applied = !*applied; /* poison: the call must set it */
     int rc = fx->store->ops->put(fx->store, kind, doc, applied, err);
-    mock_sync(&fx->mock);
+    ts_mongo_sync(&fx->mock);
     return rc;
 }
 
@@ -296,64 +100,64 @@ static void test_cd_store_mongo_put__versioned_upsert(void **state)
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), 0);
     assert_true(applied);
 
-    assert_int_equal(mock_count(&fx->mock, "update", NULL), 1);
-    const bson_t *up = mock_report_in(&fx->mock, "update", "campaigns", 0);
+    assert_int_equal(ts_mongo_count(&fx->mock, "update", NULL), 1);
+    const bson_t *up = ts_mongo_report_in(&fx->mock, "update", "campaigns", 0);
     assert_non_null(up);
-    assert_string_equal(str_field(up, "db"), "adtrack");
+    assert_string_equal(ts_mongo_str_field(up, "db"), "adtrack");
     /* The filter: this id, only while the stored version is not newer. */
-    assert_string_equal(report_str(up, "updates.0.q._id"), "camp-1");
-    assert_int_equal(report_int(up, "updates.0.q.version.$lte"), 17);
-    assert_false(report_has(up, "updates.0.q.status"));
+    assert_string_equal(ts_mongo_report_str(up, "updates.0.q._id"), "camp-1");
+    assert_int_equal(ts_mongo_report_int(up, "updates.0.q.version.$lte"), 17);
+    assert_false(ts_mongo_report_has(up, "updates.0.q.status"));
     /* A replacement (no operators) carrying _id = id and the whole document. */
-    assert_string_equal(report_str(up, "updates.0.u._id"), "camp-1");
-    assert_string_equal(report_str(up, "updates.0.u.id"), "camp-1");
-    assert_string_equal(report_str(up, "updates.0.u.name"), "Spring sale");
-    assert_int_equal(report_int(up, "updates.0.u.budget_micros"), 5000000000);
-    assert_string_equal(report_str(up, "updates.0.u.publishers.1"), "pub-2");
-    assert_int_equal(report_int(up, "updates.0.u.version"), 17);
+    assert_string_equal(ts_mongo_report_str(up, "updates.0.u._id"), "camp-1");
+    assert_string_equal(ts_mongo_report_str(up, "updates.0.u.id"), "camp-1");
+    assert_string_equal(ts_mongo_report_str(up, "updates.0.u.name"), "Spring sale");
+    assert_int_equal(ts_mongo_report_int(up, "updates.0.u.budget_micros"), 5000000000);
+    assert_string_equal(ts_mongo_report_str(up, "updates.0.u.publishers.1"), "pub-2");
+    assert_int_equal(ts_mongo_report_int(up, "updates.0.u.version"), 17);
     bson_iter_t it;
-    assert_true(report_find(up, "updates.0.upsert", &it));
+    assert_true(ts_mongo_report_find(up, "updates.0.upsert", &it));
     assert_true(bson_iter_as_bool(&it));
-    assert_false(report_has(up, "updates.1"));
-    assert_string_equal(report_str(up, "writeConcern.w"), "majority");
-    assert_int_equal(report_int(up, "writeConcern.wtimeout"), WTIMEOUT_MS);
+    assert_false(ts_mongo_report_has(up, "updates.1"));
+    assert_string_equal(ts_mongo_report_str(up, "writeConcern.w"), "majority");
+    assert_int_equal(ts_mongo_report_int(up, "writeConcern.wtimeout"), WTIMEOUT_MS);
 
-    const bson_t *hs = mock_last_report(&fx->mock, "isMaster");
+    const bson_t *hs = ts_mongo_last_report(&fx->mock, "isMaster");
     assert_non_null(hs);
-    assert_string_equal(report_str(hs, "client.application.name"), "adtrack-coredata");
+    assert_string_equal(ts_mongo_report_str(hs, "client.application.name"), "adtrack-coredata");
 }
 
 static void test_cd_store_mongo_put__publisher_replaced(void **state)
 {
     fx_t *fx = *state;
     /* An older version is stored: the filter matches and the document is replaced. */
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"reply\", \"reply\": {\"n\": 1, "
-                        "\"nModified\": 1}}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"reply\", \"reply\": {\"n\": 1, "
+                            "\"nModified\": 1}}");
     bool applied = false;
     at_err_t err;
     assert_int_equal(put(fx, CD_KIND_PUBLISHER, fx->publisher, &applied, &err), 0);
     assert_true(applied);
-    const bson_t *up = mock_report_in(&fx->mock, "update", "publishers", 0);
+    const bson_t *up = ts_mongo_report_in(&fx->mock, "update", "publishers", 0);
     assert_non_null(up);
-    assert_string_equal(report_str(up, "updates.0.q._id"), "pub-1");
-    assert_int_equal(report_int(up, "updates.0.q.version.$lte"), 18);
-    assert_string_equal(report_str(up, "updates.0.u.domain"), "news.example");
-    assert_int_equal(mock_count(&fx->mock, "update", "campaigns"), 0);
+    assert_string_equal(ts_mongo_report_str(up, "updates.0.q._id"), "pub-1");
+    assert_int_equal(ts_mongo_report_int(up, "updates.0.q.version.$lte"), 18);
+    assert_string_equal(ts_mongo_report_str(up, "updates.0.u.domain"), "news.example");
+    assert_int_equal(ts_mongo_count(&fx->mock, "update", "campaigns"), 0);
 }
 
 static void test_cd_store_mongo_put__stale_version_not_applied(void **state)
 {
     fx_t *fx = *state;
     /* A newer version is stored: the filter misses, the upsert collides on _id, twice. */
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"duplicate\", \"times\": 2}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"duplicate\", \"times\": 2}");
     bool applied = true;
     at_err_t err;
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), 0);
     assert_false(applied);
     assert_int_equal(err.code, AT_OK);
-    assert_int_equal(mock_count(&fx->mock, "update", "campaigns"), 2);
-    const bson_t *second = mock_report_in(&fx->mock, "update", "campaigns", 1);
-    assert_int_equal(report_int(second, "updates.0.q.version.$lte"), 17);
+    assert_int_equal(ts_mongo_count(&fx->mock, "update", "campaigns"), 2);
+    const bson_t *second = ts_mongo_report_in(&fx->mock, "update", "campaigns", 1);
+    assert_int_equal(ts_mongo_report_int(second, "updates.0.q.version.$lte"), 17);
 }
 
 static void test_cd_store_mongo_put__racing_insert_retried(void **state)
@@ -361,20 +165,20 @@ static void test_cd_store_mongo_put__racing_insert_retried(void **state)
     fx_t *fx = *state;
     /* Two writers upsert a new id at once; this one loses the insert race although its
      * version is the newer one. The retry matches the other writer's document. */
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"duplicate\"}");
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"reply\", \"reply\": {\"n\": 1, "
-                        "\"nModified\": 1}}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"duplicate\"}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"reply\", \"reply\": {\"n\": 1, "
+                            "\"nModified\": 1}}");
     bool applied = false;
     at_err_t err;
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), 0);
     assert_true(applied);
-    assert_int_equal(mock_count(&fx->mock, "update", NULL), 2);
+    assert_int_equal(ts_mongo_count(&fx->mock, "update", NULL), 2);
 }
 
 static void test_cd_store_mongo_put__hangup_retriable(void **state)
 {
     fx_t *fx = *state;
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"hangup\"}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"hangup\"}");
     bool applied = true;
     at_err_t err;
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), -1);
@@ -383,17 +187,17 @@ static void test_cd_store_mongo_put__hangup_retriable(void **state)
     assert_false(applied);
     /* The caller's retry: the first attempt may have landed, so the same version must
      * match again ($lte) and report applied, not stale. */
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"reply\", \"reply\": {\"n\": 1, "
-                        "\"nModified\": 0}}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"reply\", \"reply\": {\"n\": 1, "
+                            "\"nModified\": 0}}");
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), 0);
     assert_true(applied);
-    assert_int_equal(mock_count(&fx->mock, "update", NULL), 2);
+    assert_int_equal(ts_mongo_count(&fx->mock, "update", NULL), 2);
 }
 
 static void test_cd_store_mongo_put__write_concern_error_retriable(void **state)
 {
     fx_t *fx = *state;
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"write_concern_error\"}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"write_concern_error\"}");
     bool applied = true;
     at_err_t err;
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), -1);
@@ -408,24 +212,24 @@ static void test_cd_store_mongo_put__server_errors_classified(void **state)
     bool applied;
     at_err_t err;
     /* NotWritablePrimary: an election is under way. */
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"error\", \"code\": 10107, "
-                        "\"errmsg\": \"not primary\"}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"error\", \"code\": 10107, "
+                            "\"errmsg\": \"not primary\"}");
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), -1);
     assert_int_equal(err.code, AT_ERR_UNAVAILABLE);
     /* Unauthorized: configuration, retrying will not help. */
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"error\", \"code\": 13, "
-                        "\"errmsg\": \"not authorized on adtrack\"}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"error\", \"code\": 13, "
+                            "\"errmsg\": \"not authorized on adtrack\"}");
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), -1);
     assert_int_equal(err.code, AT_ERR_INTERNAL);
     assert_false(at_err_retriable(err.code));
     /* A write error other than a duplicate key (schema validation). */
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"reply\", \"reply\": {\"n\": 0, "
-                        "\"nModified\": 0, \"writeErrors\": [{\"index\": 0, \"code\": 121, \"errmsg\": "
-                        "\"Document failed validation\"}]}}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"reply\", \"reply\": {\"n\": 0, "
+                            "\"nModified\": 0, \"writeErrors\": [{\"index\": 0, \"code\": 121, \"errmsg\": "
+                            "\"Document failed validation\"}]}}");
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), -1);
     assert_int_equal(err.code, AT_ERR_INVALID);
     assert_non_null(strstr(err.msg, "121"));
-    assert_int_equal(mock_count(&fx->mock, "update", NULL), 3);
+    assert_int_equal(ts_mongo_count(&fx->mock, "update", NULL), 3);
 }
 
 static void test_cd_store_mongo_put__invalid_document(void **state)
@@ -445,7 +249,7 @@ static void test_cd_store_mongo_put__invalid_document(void **state)
     assert_int_equal(err.code, AT_ERR_INVALID);
     assert_int_equal(put(fx, (cd_kind_t)7, fx->campaign, &applied, &err), -1);
     assert_int_equal(err.code, AT_ERR_INVALID);
-    assert_int_equal(mock_count(&fx->mock, "update", NULL), 0);
+    assert_int_equal(ts_mongo_count(&fx->mock, "update", NULL), 0);
     bson_destroy(no_id);
     bson_destroy(no_version);
     bson_destroy(str_version);
@@ -487,15 +291,16 @@ static void on_doc(cd_kind_t kind, const bson_t *doc, void *opaque)
 
 static void script_load(fx_t *fx)
 {
-    mock_ctl(&fx->mock,
-             "{\"op\": \"rule\", \"cmd\": \"find\", \"collection\": \"campaigns\", \"action\": \"cursor\", "
-             "\"docs\": [{\"_id\": \"camp-1\", \"id\": \"camp-1\", \"name\": \"Spring sale\", "
-             "\"status\": \"active\", \"version\": {\"$numberLong\": \"17\"}}, "
-             "{\"_id\": \"camp-2\", \"id\": \"camp-2\", \"version\": {\"$numberLong\": \"9007199254740000\"}, "
-             "\"deleted\": true}]}");
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"find\", \"collection\": \"publishers\", \"action\": \"cursor\", "
-                        "\"docs\": [{\"_id\": \"pub-1\", \"id\": \"pub-1\", \"name\": \"Daily News\", "
-                        "\"version\": {\"$numberLong\": \"18\"}}]}");
+    ts_mongo_ctl(&fx->mock,
+                 "{\"op\": \"rule\", \"cmd\": \"find\", \"collection\": \"campaigns\", \"action\": \"cursor\", "
+                 "\"docs\": [{\"_id\": \"camp-1\", \"id\": \"camp-1\", \"name\": \"Spring sale\", "
+                 "\"status\": \"active\", \"version\": {\"$numberLong\": \"17\"}}, "
+                 "{\"_id\": \"camp-2\", \"id\": \"camp-2\", \"version\": {\"$numberLong\": \"9007199254740000\"}, "
+                 "\"deleted\": true}]}");
+    ts_mongo_ctl(&fx->mock,
+                 "{\"op\": \"rule\", \"cmd\": \"find\", \"collection\": \"publishers\", \"action\": \"cursor\", "
+                 "\"docs\": [{\"_id\": \"pub-1\", \"id\": \"pub-1\", \"name\": \"Daily News\", "
+                 "\"version\": {\"$numberLong\": \"18\"}}]}");
 }
 
 static void test_cd_store_mongo_load__returns_stored_documents(void **state)
@@ -507,7 +312,7 @@ static void test_cd_store_mongo_load__returns_stored_documents(void **state)
     at_err_t err;
     at_err_clear(&err);
     assert_int_equal(fx->store->ops->load(fx->store, on_doc, &l, &err), 0);
-    mock_sync(&fx->mock);
+    ts_mongo_sync(&fx->mock);
     assert_int_equal(l.n, 3);
     assert_int_equal(l.kind[0], CD_KIND_CAMPAIGN);
     assert_string_equal(l.id[0], "camp-1");
@@ -522,12 +327,12 @@ static void test_cd_store_mongo_load__returns_stored_documents(void **state)
     for (size_t i = 0; i < l.n; i++)
         assert_false(l.has_underscore_id[i]); /* _id is the store's; the document has "id" */
 
-    assert_int_equal(mock_count(&fx->mock, "find", "campaigns"), 1);
-    assert_int_equal(mock_count(&fx->mock, "find", "publishers"), 1);
-    const bson_t *f = mock_report_in(&fx->mock, "find", "campaigns", 0);
-    assert_string_equal(str_field(f, "db"), "adtrack");
+    assert_int_equal(ts_mongo_count(&fx->mock, "find", "campaigns"), 1);
+    assert_int_equal(ts_mongo_count(&fx->mock, "find", "publishers"), 1);
+    const bson_t *f = ts_mongo_report_in(&fx->mock, "find", "campaigns", 0);
+    assert_string_equal(ts_mongo_str_field(f, "db"), "adtrack");
     bson_iter_t it;
-    assert_true(report_find(f, "filter", &it));
+    assert_true(ts_mongo_report_find(f, "filter", &it));
     assert_true(BSON_ITER_HOLDS_DOCUMENT(&it));
     uint32_t len;
     const uint8_t *data;
@@ -544,31 +349,31 @@ static void test_cd_store_mongo_load__callback_may_put(void **state)
     l.put_back = fx->store;
     at_err_t err;
     assert_int_equal(fx->store->ops->load(fx->store, on_doc, &l, &err), 0);
-    mock_sync(&fx->mock);
+    ts_mongo_sync(&fx->mock);
     assert_int_equal(l.n, 3);
     assert_int_equal(l.put_rc, 0);
-    assert_int_equal(mock_count(&fx->mock, "update", "campaigns"), 2);
-    assert_int_equal(mock_count(&fx->mock, "update", "publishers"), 1);
-    const bson_t *up = mock_report_in(&fx->mock, "update", "publishers", 0);
-    assert_string_equal(report_str(up, "updates.0.u._id"), "pub-1");
+    assert_int_equal(ts_mongo_count(&fx->mock, "update", "campaigns"), 2);
+    assert_int_equal(ts_mongo_count(&fx->mock, "update", "publishers"), 1);
+    const bson_t *up = ts_mongo_report_in(&fx->mock, "update", "publishers", 0);
+    assert_string_equal(ts_mongo_report_str(up, "updates.0.u._id"), "pub-1");
 }
 
 static void test_cd_store_mongo_load__hangup_retriable(void **state)
 {
     fx_t *fx = *state;
     /* The driver retries a read once by itself (retryReads): drop both attempts. */
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"find\", \"action\": \"hangup\", \"times\": 2}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"find\", \"action\": \"hangup\", \"times\": 2}");
     loaded_t l;
     memset(&l, 0, sizeof(l));
     at_err_t err;
     at_err_clear(&err);
     assert_int_equal(fx->store->ops->load(fx->store, on_doc, &l, &err), -1);
-    mock_sync(&fx->mock);
+    ts_mongo_sync(&fx->mock);
     assert_int_equal(err.code, AT_ERR_UNAVAILABLE);
     assert_true(at_err_retriable(err.code));
     assert_int_equal(l.n, 0);
-    assert_int_equal(mock_count(&fx->mock, "find", "campaigns"), 2);
-    assert_int_equal(mock_count(&fx->mock, "find", "publishers"), 0);
+    assert_int_equal(ts_mongo_count(&fx->mock, "find", "campaigns"), 2);
+    assert_int_equal(ts_mongo_count(&fx->mock, "find", "publishers"), 0);
 
     /* A later load succeeds. */
     script_load(fx);
@@ -579,22 +384,23 @@ static void test_cd_store_mongo_load__hangup_retriable(void **state)
 static void test_cd_store_mongo_load__single_hangup_absorbed(void **state)
 {
     fx_t *fx = *state;
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"find\", \"collection\": \"campaigns\", \"action\": \"hangup\"}");
+    ts_mongo_ctl(&fx->mock,
+                 "{\"op\": \"rule\", \"cmd\": \"find\", \"collection\": \"campaigns\", \"action\": \"hangup\"}");
     script_load(fx);
     loaded_t l;
     memset(&l, 0, sizeof(l));
     at_err_t err;
     assert_int_equal(fx->store->ops->load(fx->store, on_doc, &l, &err), 0);
-    mock_sync(&fx->mock);
+    ts_mongo_sync(&fx->mock);
     assert_int_equal(l.n, 3);
-    assert_int_equal(mock_count(&fx->mock, "find", "campaigns"), 2);
+    assert_int_equal(ts_mongo_count(&fx->mock, "find", "campaigns"), 2);
 }
 
 static void test_cd_store_mongo_load__server_error(void **state)
 {
     fx_t *fx = *state;
-    mock_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"find\", \"action\": \"error\", \"code\": 13, \"errmsg\": "
-                        "\"not authorized on adtrack to execute command\"}");
+    ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"find\", \"action\": \"error\", \"code\": 13, \"errmsg\": "
+                            "\"not authorized on adtrack to execute command\"}");
     loaded_t l;
     memset(&l, 0, sizeof(l));
     at_err_t err;
