@@ -10,7 +10,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  clang                  # libFuzzer targets (scripts/fuzz.sh)
+  clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh); the runtime is only a Recommends of clang
   libh2o-evloop-dev librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libssl-dev
   libcmocka-dev
   redis-server           # integration tests start their own redis-server
@@ -19,6 +19,7 @@ packages=(
   python3-mockupdb       # MongoDB wire-protocol mock for tests
   haproxy                # load balancer config checks
   openssl                # scripts/run.sh signs a demo click URL
+  curl                   # tests/it/coredata_cli.sh and the README walk-through
 )
 
 missing=()
