@@ -7,43 +7,11 @@
  * one array and nothing but whitespace after it; libbson then validates the content.
  */
 #include "col_batch.h"
+#include "at_json.h"
 
 #include <bson/bson.h>
 #include <limits.h>
 #include <stdlib.h>
-
-static bool is_json_ws(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
-}
-
-/* Index one past the bracket closing the array that opens at s[start] (brackets counted
- * outside strings only), or 0 when it is not closed within @p len. */
-static size_t json_array_end(const char *s, size_t len, size_t start)
-{
-    size_t depth = 0;
-    bool in_str = false;
-
-    for (size_t i = start; i < len; i++) {
-        char ch = s[i];
-        if (in_str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_str = false;
-            continue;
-        }
-        if (ch == '"') {
-            in_str = true;
-        } else if (ch == '{' || ch == '[') {
-            depth++;
-        } else if (ch == '}' || ch == ']') {
-            if (depth == 0 || --depth == 0)
-                return i + 1;
-        }
-    }
-    return 0;
-}
 
 /* The element under @p it as relaxed Extended JSON (heap, bson_free), or NULL when libbson
  * cannot render it (e.g. a $dbPointer). Non-documents are rendered inside a one-key wrapper
@@ -151,29 +119,12 @@ static void parse_item(const bson_iter_t *it, size_t idx, col_batch_item_t *item
 
 int col_batch_parse(const char *body, size_t len, col_batch_t *out, at_err_t *err)
 {
-    bson_error_t berr;
-    size_t i = 0;
-
     memset(out, 0, sizeof(*out));
     if (body == NULL)
         len = 0;
-    while (i < len && is_json_ws(body[i]))
-        i++;
-    if (i == len || body[i] != '[')
-        return at_err_set(err, AT_ERR_INVALID, "body: expected a JSON array of event objects");
-    size_t end = json_array_end(body, len, i);
-    if (end == 0)
-        return at_err_set(err, AT_ERR_INVALID, "body: not JSON: unterminated array");
-    for (size_t j = end; j < len; j++) {
-        if (!is_json_ws(body[j]))
-            return at_err_set(err, AT_ERR_INVALID, "body: unexpected text after the JSON array at byte %zu", j);
-    }
-    if (end > (size_t)SSIZE_MAX)
-        return at_err_set(err, AT_ERR_TOO_LARGE, "body: too large");
-
-    bson_t *doc = bson_new_from_json((const uint8_t *)body, (ssize_t)end, &berr);
+    bson_t *doc = at_json_parse_single(body, len, '[', "body", "a JSON array of event objects", err);
     if (doc == NULL)
-        return at_err_set(err, AT_ERR_INVALID, "body: not JSON: %s", berr.message);
+        return -1;
 
     uint32_t count = bson_count_keys(doc);
     if (count > COL_BATCH_MAX_EVENTS) {

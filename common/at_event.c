@@ -8,6 +8,7 @@
  * string it writes (see append_repaired()).
  */
 #include "at_event.h"
+#include "at_json.h"
 
 #include <time.h>
 
@@ -591,43 +592,6 @@ char *at_event_rejected_to_json(const at_event_t *ev, at_reject_t reason, const 
  * Parsing
  */
 
-static bool is_json_ws(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
-}
-
-/*
- * Index one past the bracket closing the object or array that opens at s[start], counting
- * brackets outside strings only; 0 when it is not closed within @p len. A framing aid, not
- * a validator: libbson's parser checks the content afterwards. Needed because libbson reads
- * the first JSON value and silently ignores a second one after it ("{...} {...}").
- */
-static size_t json_container_end(const char *s, size_t len, size_t start)
-{
-    size_t depth = 0;
-    bool in_str = false;
-
-    for (size_t i = start; i < len; i++) {
-        char ch = s[i];
-        if (in_str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_str = false;
-            continue;
-        }
-        if (ch == '"') {
-            in_str = true;
-        } else if (ch == '{' || ch == '[') {
-            depth++;
-        } else if (ch == '}' || ch == ']') {
-            if (depth == 0 || --depth == 0)
-                return i + 1;
-        }
-    }
-    return 0;
-}
-
 enum {
     PF_V,
     PF_ID,
@@ -731,29 +695,15 @@ static int parse_fields(const bson_t *doc, at_event_parsed_t *out, at_err_t *err
 
 int at_event_parse_json(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err)
 {
-    bson_error_t berr;
-    size_t i = 0;
-
     memset(out, 0, sizeof(*out));
     if (json == NULL)
         return at_err_set(err, AT_ERR_INVALID, "event: no input");
-    while (i < len && is_json_ws(json[i]))
-        i++;
-    if (i == len || json[i] != '{')
-        return at_err_set(err, AT_ERR_INVALID, "event: expected a JSON object");
-    size_t end = json_container_end(json, len, i);
-    if (end == 0)
-        return at_err_set(err, AT_ERR_INVALID, "event: not JSON: unterminated object");
-    for (size_t j = end; j < len; j++) {
-        if (!is_json_ws(json[j]))
-            return at_err_set(err, AT_ERR_INVALID, "event: unexpected text after the JSON object at byte %zu", j);
+    bson_t *doc = at_json_parse_single(json, len, '{', "event", "a JSON object", err);
+    if (doc == NULL) {
+        if (err != NULL)
+            err->code = AT_ERR_INVALID; /* AT_ERR_RANGE is reserved for "JSON but not an envelope" */
+        return -1;
     }
-    if (end > (size_t)SSIZE_MAX)
-        return at_err_set(err, AT_ERR_INVALID, "event: too large");
-
-    bson_t *doc = bson_new_from_json((const uint8_t *)json, (ssize_t)end, &berr);
-    if (doc == NULL)
-        return at_err_set(err, AT_ERR_INVALID, "event: not JSON: %s", berr.message);
     out->doc = doc;
     if (parse_fields(doc, out, err) != 0) {
         at_event_parsed_free(out);
