@@ -21,6 +21,7 @@
 #include <bson/bson.h>
 #include <zlib.h>
 
+#include "at_fs.h"
 #include "at_kafka.h"
 #include "at_log.h"
 
@@ -593,24 +594,6 @@ static uint64_t scan_valid_end(int fd, uint64_t from, uint64_t size)
     return pos;
 }
 
-static int mkdir_p(const char *dir)
-{
-    char tmp[4096];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof(tmp))
-        return -1;
-    memcpy(tmp, dir, len + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return mkdir(tmp, 0750) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t *conf, const char *const *topics,
                             size_t ntopics, at_err_t *err)
 {
@@ -634,7 +617,7 @@ col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t
         at_err_set(err, AT_ERR_INVALID, "spool: 1 to %d topics expected", COL_SPOOL_MAX_TOPICS);
         goto fail;
     }
-    if (mkdir_p(dir) != 0) {
+    if (at_mkdir_p(dir, 0750, NULL, 0) != 0) {
         rd_kafka_conf_destroy(conf);
         at_err_set(err, AT_ERR_IO, "--spool-dir '%s': cannot create: %s", dir, strerror(errno));
         goto fail;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "at_fs.h"
 #include "cd_doc.h"
 #include "cd_store.h"
 
@@ -298,23 +299,15 @@ static const cd_store_ops_t file_ops = {
     .name = "file",
 };
 
-/* mkdir -p */
+/* mkdir -p, naming the component that could not be created. */
 static int mkdirs(const char *dir, at_err_t *err)
 {
-    char path[4096];
+    char failed[4096];
     size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof(path))
+    if (len == 0 || len >= sizeof(failed))
         return at_err_set(err, AT_ERR_INVALID, "--data-dir: expected a directory path of 1 to 4095 bytes");
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] == '/' || path[i] == '\0') {
-            char c = path[i];
-            path[i] = '\0';
-            if (mkdir(path, 0755) != 0 && errno != EEXIST)
-                return at_err_set(err, AT_ERR_IO, "--data-dir: mkdir %s: %s", path, strerror(errno));
-            path[i] = c;
-        }
-    }
+    if (at_mkdir_p(dir, 0755, failed, sizeof(failed)) != 0)
+        return at_err_set(err, AT_ERR_IO, "--data-dir: mkdir %s: %s", failed, strerror(errno));
     return 0;
 }
 

@@ -25,6 +25,7 @@
  *
  * @locality: the worker thread that owns the sink; no locking.
  */
+#include "at_fs.h"
 #include "enr_sink.h"
 
 #include <dirent.h>
@@ -420,33 +421,13 @@ static void file_destroy(enr_sink_t *s)
 
 static const enr_sink_ops_t file_ops = {.write = file_write, .destroy = file_destroy, .name = "file"};
 
-static int mkdir_p(const char *dir)
-{
-    char tmp[4096];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof(tmp))
-        return -1;
-    memcpy(tmp, dir, len + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 enr_sink_t *enr_sink_file_new(const char *dir, int64_t rotate_bytes, at_err_t *err)
 {
     if (dir == NULL || dir[0] == '\0') {
         at_err_set(err, AT_ERR_INVALID, "--data-dir: expected a directory");
         return NULL;
     }
-    if (mkdir_p(dir) != 0) {
+    if (at_mkdir_p(dir, 0755, NULL, 0) != 0) {
         at_err_set(err, AT_ERR_IO, "--data-dir: cannot create '%s': %s", dir, strerror(errno));
         return NULL;
     }
