@@ -32,7 +32,7 @@ typedef struct col_pending_s col_pending_t;
 
 /* Metrics, registered once; updated from any thread. */
 typedef struct col_stats_s {
-    at_counter_t *requests[600];  /* by status code, registered lazily in col_stats_status */
+    at_counter_t *requests[600];  /* by status code; the codes the collector sends are registered at start */
     at_counter_t *events_produced[COL_NTOPICS];
     at_counter_t *events_spooled;
     at_counter_t *delivery_failures;
@@ -126,7 +126,6 @@ void col_server_destroy(col_server_t *srv);
 
 /* ---- used by the handlers (col_http.c) ---- */
 
-/* Serialized events headed for Kafka. */
 /* Starts tracking @p req; respond is called once every submitted event is settled.
  * @locality: loop thread */
 col_pending_t *col_pending_new(col_loop_t *lp, h2o_req_t *req, col_pending_respond_cb respond, void *data);
