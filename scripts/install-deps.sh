@@ -17,10 +17,18 @@ packages=(
   nginx wrk              # load-test baselines
   kcat                   # Kafka from the shell
   python3-mockupdb       # MongoDB wire-protocol mock for tests
-  haproxy                # load balancer config checks
+  haproxy                # tests/e2e/failover.sh puts deploy/haproxy.cfg in front of two collectors
+  docker-compose yamllint python3-yaml  # tests/it/deploy_lint.sh validates deploy/ (no engine needed)
+  chromium               # tests/e2e/browser.sh: headless Chromium driven by playwright-core
   openssl                # scripts/run.sh signs a demo click URL
   curl                   # tests/it/coredata_cli.sh and the README walk-through
 )
+
+# Node.js runs the tracker's unit test and playwright-core. Machines that already have a
+# node (e.g. from nodesource) keep it; otherwise Debian's nodejs and npm are installed.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,6 +8,9 @@
  *     seed demo             a realistic demo data set (publishers, then campaigns)
  *   Writes take --if-match VERSION (optimistic concurrency).
  *
+ *   adtrack up [options]    the whole pipeline locally, supervised (up.c, docs/UP.md); its
+ *                           options are its own config table: adtrack up --help
+ *
  * Prints the API's JSON on stdout. Exit status: 0 success, 1 the API refused (its error
  * and every field problem go to stderr), 2 usage, 3 the API could not be reached.
  * --api / --token also come from ADTRACK_API / ADTRACK_TOKEN (the config table).
@@ -19,6 +22,7 @@
 
 #include "at_conf.h"
 #include "cli_http.h"
+#include "up.h"
 
 typedef struct cli_conf_s {
     char *api;
@@ -43,6 +47,7 @@ static const at_conf_table_t cli_table = {
                "  campaign budget ID --topup MICROS | --set MICROS\n"
                "  publisher put FILE|- | get ID | delete ID | list [...]\n"
                "  seed demo                    load a realistic demo data set\n"
+               "  up [options]                 run the whole pipeline locally, supervised (adtrack up --help)\n"
                "Writes accept --if-match VERSION. Exit status: 0 ok, 1 refused by the API, 2 usage, 3 unreachable.",
     .opts = cli_opts,
     .nopts = AT_ARRAY_LEN(cli_opts),
@@ -345,6 +350,9 @@ static bool is_conf_opt(const char *name, size_t len)
 
 int main(int argc, char **argv)
 {
+    /* `up` has its own options (a config table of its own), so it takes the rest of argv. */
+    if (argc >= 2 && strcmp(argv[1], "up") == 0)
+        return up_main(argc - 1, argv + 1);
     args_t a = {0};
     char **cargv = calloc((size_t)argc + 1, sizeof(char *));
     int cargc = 0;
@@ -414,7 +422,7 @@ int main(int argc, char **argv)
     else if (strcmp(a.pos[0], "seed") == 0 && a.npos == 2 && strcmp(a.pos[1], "demo") == 0)
         rc = cmd_seed_demo();
     else
-        rc = usage("expected a command: campaign, publisher or seed demo");
+        rc = usage("expected a command: campaign, publisher, seed demo or up");
     at_conf_free(&cli_table, &conf);
     return rc;
 }
