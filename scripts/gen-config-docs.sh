@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin_dir=${1:-build/bin}
 out=${2:-docs/CONFIGURATION.md}
-binaries=(adtrack-collector adtrack-enricher adtrack-coredata adtrack-loadtest adtrack-devstream)
+binaries=(adtrack-collector adtrack-enricher adtrack-coredata adtrack-loadtest adtrack-devstream adtrack-dashboard)
 {
     echo "# Configuration reference"
     echo

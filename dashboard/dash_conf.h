@@ -1,0 +1,27 @@
+/*
+ * dash_conf.h: the dashboard's configuration (one table: dash_conf_table).
+ */
+#ifndef DASH_CONF_H
+#define DASH_CONF_H
+
+#include "at_conf.h"
+
+typedef struct dash_conf_s {
+    char *listen; /* HOST:PORT */
+    char *redis;  /* HOST:PORT */
+    int64_t redis_timeout_ms;
+    at_conf_list_t scrape; /* NAME=URL, the /metrics of collectors and enrichers */
+    int64_t scrape_timeout_ms;
+    int64_t poll_ms;
+    int64_t history_s;
+    int64_t window_min;
+    int64_t max_campaigns;
+    int64_t max_clients;
+    int64_t client_buffer_bytes;
+    int64_t heartbeat_ms;
+    char *log_level;
+} dash_conf_t;
+
+extern const at_conf_table_t dash_conf_table;
+
+#endif
