@@ -37,6 +37,9 @@ static const at_conf_opt_t col_conf_opts[] = {
      "Mark the cookie Secure; SameSite=None (needed in third-party contexts over HTTPS)."},
     {"trusted-proxies", AT_CONF_LIST, C(trusted_proxies), 0, 64, "",
      "CIDRs of load balancers whose X-Forwarded-For is trusted (repeatable), e.g. 10.0.0.0/8."},
+    {"lb-request-id-header", AT_CONF_STR, C(lb_request_id_header), 0, 64, "x-adtrack-request-id",
+     "Header (\"<unix ms>-<token>\", set once per request by a --trusted-proxies load balancer) from which event ids "
+     "are derived, so a request the balancer retries on another collector keeps its event ids; empty disables."},
     {"ip-truncate", AT_CONF_BOOL, C(ip_truncate), 0, 0, "true",
      "Store client IPs truncated (IPv4 /24, IPv6 /48)."},
     {"honor-privacy-signals", AT_CONF_BOOL, C(honor_privacy_signals), 0, 0, "true",
@@ -48,6 +51,9 @@ static const at_conf_opt_t col_conf_opts[] = {
     {"shutdown-delay-ms", AT_CONF_INT, C(shutdown_delay_ms), 0, 600000, "0",
      "On SIGTERM, keep serving but answer /readyz 503 this long before closing the listener, so load "
      "balancers stop sending first."},
+    {"demo-page", AT_CONF_BOOL, C(demo_page), 0, 0, "false",
+     "Also serve the demo publisher page GET /demo/ (ads with click URLs signed with --click-key) and its "
+     "landing page /demo/landing."},
     {"log-level", AT_CONF_STR, C(log_level), 1, 8, "info", "debug, info, warn or error."},
 };
 

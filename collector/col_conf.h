@@ -25,11 +25,13 @@ typedef struct col_conf_s {
     char *cookie_domain;
     bool cookie_secure;
     at_conf_list_t trusted_proxies; /* CIDRs whose X-Forwarded-For is believed */
+    char *lb_request_id_header;   /* event ids derived from it when sent by a trusted proxy; "" = off */
     bool ip_truncate;
     bool honor_privacy_signals;   /* DNT: 1 / Sec-GPC: 1 => no cookie, no uid, no ip */
     at_conf_list_t cors_origins;  /* allowed Origin values; "*" = any */
     int64_t drain_timeout_ms;
     int64_t shutdown_delay_ms;    /* unready-but-serving time after SIGTERM, for load balancers */
+    bool demo_page;               /* serve /demo/ and /demo/landing (col_static.c) */
     char *log_level;
 } col_conf_t;
 

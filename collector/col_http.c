@@ -6,6 +6,7 @@
  *   POST /v1/events  beacon batch (JSON array; application/json or text/plain)
  *   OPTIONS /v1/events  CORS preflight
  *   GET  /healthz /readyz /metrics
+ *   GET  /tracker.js, and /demo/ with --demo-page: col_static.c
  *
  * @locality: every function here runs on the loop thread that owns the request.
  */
@@ -17,7 +18,9 @@
 #include "at_log.h"
 #include "col_batch.h"
 #include "col_query.h"
+#include "col_reqid.h"
 #include "col_server.h"
+#include "col_static.h"
 
 typedef struct col_handler_s {
     h2o_handler_t super;
@@ -80,6 +83,8 @@ typedef struct req_ctx_s {
     char ip[64];
     char new_uid[AT_UUID_STR_LEN + 1];
     bool set_cookie;
+    col_reqid_t reqid;   /* valid: event ids derive from the load balancer's request id */
+    uint32_t next_index; /* index of the next event of this request (fill_from_request order) */
 } req_ctx_t;
 
 static int64_t wall_ms(void)
@@ -109,6 +114,36 @@ static at_str_t cookie_value(h2o_req_t *req, const char *name)
     return (at_str_t){NULL, 0};
 }
 
+/*
+ * Looks for --lb-request-id-header (any case) and, when a trusted proxy sent it once and
+ * well-formed, makes this request's event ids derive from it (col_reqid.h), so a retry of
+ * the request on another collector stores the same ids. A malformed value is logged once per
+ * process (a misconfigured balancer, not a per-request condition) and ids stay random.
+ */
+static void reqid_init(req_ctx_t *rc, const struct sockaddr *peer)
+{
+    static atomic_bool warned;
+    const char *name = rc->srv->conf->lb_request_id_header;
+    size_t nlen = name != NULL ? strlen(name) : 0;
+    if (nlen == 0 || rc->srv->ntrusted == 0)
+        return;
+    h2o_iovec_t v = {NULL, 0};
+    unsigned seen = 0;
+    for (size_t i = 0; i < rc->req->headers.size; i++) {
+        const h2o_header_t *h = &rc->req->headers.entries[i];
+        if (h->name->len == nlen && h2o_lcstris(h->name->base, nlen, name, nlen)) {
+            if (seen++ == 0)
+                v = h->value;
+        }
+    }
+    at_err_t err = {0};
+    if (col_reqid_from_request(peer, rc->srv->trusted, rc->srv->ntrusted, v.base, v.len, seen, (uint64_t)wall_ms(),
+                               &rc->reqid, &err) < 0 &&
+        !atomic_exchange(&warned, true))
+        at_log(AT_LOG_WARN, "collector", "ignoring the load balancer's request id; event ids are random (logged once)",
+               "error", err.msg, NULL);
+}
+
 static void req_ctx_init(req_ctx_t *rc, col_server_t *srv, h2o_req_t *req)
 {
     memset(rc, 0, sizeof(*rc));
@@ -117,9 +152,11 @@ static void req_ctx_init(req_ctx_t *rc, col_server_t *srv, h2o_req_t *req)
     rc->lp = H2O_STRUCT_FROM_MEMBER(col_loop_t, ctx, req->conn->ctx);
     rc->start_ns = col_now_ns();
     rc->privacy = srv->conf->honor_privacy_signals && (header_is_1(req, "dnt") || header_is_1(req, "sec-gpc"));
+    struct sockaddr_storage ss;
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (sl > 0)
+        reqid_init(rc, (struct sockaddr *)&ss);
     if (!rc->privacy) {
-        struct sockaddr_storage ss;
-        socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
         h2o_iovec_t xff = find_header(req, H2O_TOKEN_X_FORWARDED_FOR, NULL);
         if (sl > 0)
             col_client_ip((struct sockaddr *)&ss, xff.base, xff.len, srv->trusted, srv->ntrusted,
@@ -140,15 +177,26 @@ static at_str_t header_url(h2o_iovec_t v)
     return (at_str_t){v.base, len};
 }
 
-/* Fills the fields every event of this request shares, and a fresh id. */
+/*
+ * Fills the fields every event of this request shares, and the event's id: a fresh UUIDv7,
+ * or, behind a trusted load balancer, the one derived from its request id and the event's
+ * index in the request, with ts = the balancer's accept time. A retried request then yields
+ * identical ids and ts, so the store keeps one copy and the budget (charged once per id and
+ * day of ts) charges once. Called once per event, in request order.
+ */
 static void fill_from_request(req_ctx_t *rc, at_event_t *ev)
 {
     const col_conf_t *conf = rc->srv->conf;
     h2o_iovec_t ua = find_header(rc->req, H2O_TOKEN_USER_AGENT, NULL);
     h2o_iovec_t ref = find_header(rc->req, H2O_TOKEN_REFERER, NULL);
 
-    at_uuid7_next(&rc->lp->uuid, (uint64_t)wall_ms(), &ev->id);
-    ev->ts_ms = wall_ms();
+    if (rc->reqid.valid) {
+        col_reqid_event_id(&rc->reqid, rc->next_index++, &ev->id);
+        ev->ts_ms = (int64_t)rc->reqid.ms;
+    } else {
+        at_uuid7_next(&rc->lp->uuid, (uint64_t)wall_ms(), &ev->id);
+        ev->ts_ms = wall_ms();
+    }
     ev->ua = (at_str_t){ua.base, ua.len};
     ev->ref = header_url(ref);
     if (ev->u.len == 0)
@@ -166,7 +214,10 @@ static void fill_from_request(req_ctx_t *rc, at_event_t *ev)
         } else {
             if (!rc->set_cookie) {
                 at_uuid_t u;
-                at_uuid7_next(&rc->lp->uuid, (uint64_t)wall_ms(), &u);
+                if (rc->reqid.valid)
+                    col_reqid_event_id(&rc->reqid, COL_REQID_INDEX_COOKIE, &u); /* a retry sets the same cookie */
+                else
+                    at_uuid7_next(&rc->lp->uuid, (uint64_t)wall_ms(), &u);
                 at_uuid_format(&u, rc->new_uid);
                 rc->set_cookie = true;
             }
@@ -568,8 +619,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return get ? handle_readyz(srv, req, start_ns) : method_not_allowed(srv, req, "GET, HEAD", start_ns);
     if (path_is(req, "/metrics"))
         return get ? handle_metrics(srv, req, start_ns) : method_not_allowed(srv, req, "GET, HEAD", start_ns);
+    if (col_static_serve(srv, req, start_ns) == 0) /* /tracker.js; /demo/ with --demo-page */
+        return 0;
     send_error(srv, req, 404, "Not Found",
-               "path: expected /t.gif, /c, /v1/events, /healthz, /readyz or /metrics", start_ns);
+               "path: expected /t.gif, /c, /v1/events, /healthz, /readyz, /metrics or /tracker.js", start_ns);
     return 0;
 }
 

@@ -147,7 +147,8 @@ for k in $(seq 0 199); do
     fi
 done
 [[ -n "$first" ]] || fail "no pixel rejected within 200 pixels (~10 s) after the pause"
-rejected | grep "\"uid\" : \"after-pause-$first\"" | grep -q '"reason" : "campaign_inactive"' ||
+rej=$(rejected) # captured: with pipefail, a producer cut off by `grep -q` fails the pipeline
+grep "\"uid\" : \"after-pause-$first\"" <<<"$rej" | grep -q '"reason" : "campaign_inactive"' ||
     fail "after-pause-$first rejected for another reason: $(rejected | grep "after-pause-$first\"")"
 delay=$((sent_at[$first] - paused_at))
 accepted=$(events | grep -c '"uid" : "after-pause-' || true)
@@ -162,7 +163,7 @@ for _ in $(seq 1 100); do
     grep -q '"msg":"child exited unexpectedly; restarting after backoff","child":"enricher-1"' "$tmp/up1.err" && break
     sleep 0.1
 done
-grep '"child":"enricher-1"' "$tmp/up1.err" | grep -q 'signal 9' || fail "no restart log line for the killed enricher"
+grep '"child":"enricher-1"' "$tmp/up1.err" | grep 'signal 9' >/dev/null || fail "no restart log line for the killed enricher"
 for _ in $(seq 1 100); do
     grep -q '"msg":"restarted","child":"enricher-1"' "$tmp/up1.err" && break
     sleep 0.1
