@@ -9,11 +9,24 @@
 #   rss:  100,000 campaigns preloaded by the resync, RSS after draining
 # Prints one line per run and the medians; writes nothing else.
 # Usage: bench/enricher.sh [BUILD_DIR] [EVENTS] [RUNS]
+# Environment:
+#   ENR_BENCH_MODES="warm cold rss"  which modes to run ("" for none, e.g. callgrind only)
+#   ENR_BENCH_BASE=DIR   a second build dir (e.g. the previous commit's): every run is done
+#                        with both enrichers, alternating, and the median ratio is printed
+#   ENR_BENCH_CALLGRIND=N  also drain N warm events once per build under valgrind
+#                        --tool=callgrind and print the worker thread's instructions per event
+#                        (counted inside enr_worker_main only: start-up, librdkafka's own
+#                        threads and the subscriber are left out). Needs valgrind.
 set -euo pipefail
 BUILD=${1:-build}
 EVENTS=${2:-100000}
 RUNS=${3:-3}
 BIN=$BUILD/bin
+BASE=${ENR_BENCH_BASE:-}
+MODES=${ENR_BENCH_MODES-warm cold rss}
+CG_EVENTS=${ENR_BENCH_CALLGRIND:-0}
+BUILDS=("$BUILD")
+[ -n "$BASE" ] && BUILDS=("$BASE" "$BUILD")
 TMP=$(mktemp -d /tmp/enr-bench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
@@ -27,7 +40,7 @@ PIDS+=($!)
 R="redis-cli -p $RPORT"
 for _ in $(seq 50); do $R ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-"$BIN/adtrack-devstream" --partitions 4 --topic bench-warm:16 --topic bench-cold:16 --log-level warn \
+"$BIN/adtrack-devstream" --partitions 4 --topic bench-warm:16 --topic bench-cold:16 --topic bench-cg:16 --log-level warn \
     >"$TMP/ds.out" 2>"$TMP/ds.err" </dev/null &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$TMP/ds.out" ] && break; sleep 0.1; done
@@ -61,9 +74,10 @@ PY
     $R --pipe <"$TMP/seed.txt" >/dev/null
 }
 
-# produce TOPIC NCAMP: EVENTS events spread over camp-0..NCAMP-1 (key = campaign).
+# produce TOPIC NCAMP [COUNT]: COUNT (default EVENTS) events spread over camp-0..NCAMP-1 (key = campaign).
 produce() {
-    python3 - "$EVENTS" "$2" >"$TMP/events.txt" <<'PY'
+    local count=${3:-$EVENTS}
+    python3 - "$count" "$2" >"$TMP/events.txt" <<'PY'
 import sys, time, random, uuid
 n, ncamp = int(sys.argv[1]), int(sys.argv[2])
 now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
@@ -82,63 +96,90 @@ PY
     # Count what the cluster actually serves (librdkafka's mock can serve fewer than were
     # acknowledged when a producer sends very large batches); the runs drain exactly that.
     local served; served=$(timeout 120 kcat -C -e -q -b "$BS" -t "$1" -o beginning -f '.\n' | wc -l)
-    echo "# $1: $served of $EVENTS events served" >&2
-    [ "$served" = "$EVENTS" ] || { echo "devstream serves $served of $EVENTS; aborting" >&2; exit 1; }
+    echo "# $1: $served of $count events served" >&2
+    [ "$served" = "$count" ] || { echo "devstream serves $served of $count; aborting" >&2; exit 1; }
 }
 
 metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2; exit }'; }
 total_calls() { $R info commandstats | awk -F'[=,:]' '/^cmdstat_/ { s += $3 } END { print s + 0 }'; }
 
-# run TOPIC NCAMP IN_SET MODE: one timed drain; prints "events/s cmds/event(enricher) calls/event(redis) rss_MiB".
+# run TOPIC NCAMP IN_SET MODE N BUILD [COUNT [WRAPPER...]]: one timed drain of COUNT (default
+# EVENTS) events with BUILD's enricher, optionally started under WRAPPER (valgrind); prints
+# "events/s cmds/event(enricher) calls/event(redis) rss_MiB".
 run() {
-    local topic=$1 ncamp=$2 in_set=$3 mode=$4 n=$5
+    local topic=$1 ncamp=$2 in_set=$3 mode=$4 n=$5 bin=$6/bin count=${7:-$EVENTS}
+    local tagname; tagname=$mode-$n-$(basename "$6")
+    shift $(($# < 7 ? $# : 7))
     seed "$ncamp" "$in_set"
     local port; port=$(free_port)
     local before; before=$(total_calls)
-    "$BIN/adtrack-enricher" --brokers "$BS" --group "bench-$mode-$n-$RANDOM" --topic-raw "$topic" \
-        --redis "127.0.0.1:$RPORT" --data-dir "$TMP/sink-$mode-$n" --listen "127.0.0.1:$port" \
-        --batch-size 1000 --batch-max-ms 100 --log-level warn 2>"$TMP/enr-$mode-$n.err" &
+    "$@" "$bin/adtrack-enricher" --brokers "$BS" --group "bench-$tagname-$RANDOM" --topic-raw "$topic" \
+        --redis "127.0.0.1:$RPORT" --data-dir "$TMP/sink-$tagname" --listen "127.0.0.1:$port" \
+        --batch-size 1000 --batch-max-ms 100 --log-level warn 2>"$TMP/enr-$tagname.err" &
     local pid=$!
     PIDS+=($pid)
     local t0="" done=0 c0=0
-    for _ in $(seq 6000); do
+    for _ in $(seq 20000); do
         local v r
         v=$(metric "$port" 'adtrack_enricher_events_total{outcome="valid"}' || true)
         r=$(metric "$port" 'adtrack_enricher_batches_total' || true)
         v=${v:-0}
         if [ -z "$t0" ] && [ "${r:-0}" != "0" ]; then t0=$(date +%s.%N); c0=$v; fi
-        if [ "${v%.*}" -ge "$EVENTS" ] 2>/dev/null; then done=1; break; fi
+        if [ "${v%.*}" -ge "$count" ] 2>/dev/null; then done=1; break; fi
         sleep 0.05
     done
     local t1; t1=$(date +%s.%N)
-    [ "$done" = 1 ] || { echo "run $mode $n: did not drain (see $TMP/enr-$mode-$n.err)" >&2; cat "$TMP/enr-$mode-$n.err" >&2; exit 1; }
+    [ "$done" = 1 ] || { echo "run $tagname: did not drain (see $TMP/enr-$tagname.err)" >&2; cat "$TMP/enr-$tagname.err" >&2; exit 1; }
     local cmds; cmds=$(metric "$port" 'adtrack_enricher_redis_commands_total')
     local rss; rss=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")
     local after; after=$(total_calls)
     kill -TERM "$pid"; wait "$pid" || true
     python3 -c "
-ev=$EVENTS; dt=$t1-$t0; done=ev-${c0%.*}
+ev=$count; dt=$t1-$t0; done=ev-${c0%.*}
 print('%.0f %.4f %.4f %s' % (done/dt, $cmds/ev, ($after-$before)/ev, '$rss'))"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "# producing $EVENTS events to bench-warm (10 campaigns) and bench-cold (100000 campaigns)" >&2
-produce bench-warm 10
-produce bench-cold 100000
-printf '%-5s %-4s %12s %18s %20s %8s\n' mode run events_per_s enricher_cmds_per_ev redis_calls_per_ev rss_MiB
-for mode in warm cold rss; do
-    : >"$TMP/$mode.res"
+case " $MODES " in *" warm "*) produce bench-warm 10 ;; esac
+case " $MODES " in *" cold "* | *" rss "*) produce bench-cold 100000 ;; esac
+printf '%-5s %-14s %-4s %12s %18s %20s %8s\n' mode build run events_per_s enricher_cmds_per_ev redis_calls_per_ev rss_MiB
+for mode in $MODES; do
+    for b in "${BUILDS[@]}"; do : >"$TMP/$mode-$(basename "$b").res"; done
     for n in $(seq "$RUNS"); do
-        case $mode in
-        warm) out=$(run bench-warm 10 1 warm "$n") ;;
-        cold) out=$(run bench-cold 100000 0 cold "$n") ;;
-        rss) out=$(run bench-cold 100000 1 rss "$n") ;;
-        esac
-        echo "$out" >>"$TMP/$mode.res"
-        printf '%-5s %-4s %12s %18s %20s %8s\n' "$mode" "$n" $out
+        for b in "${BUILDS[@]}"; do
+            case $mode in
+            warm) out=$(run bench-warm 10 1 warm "$n" "$b") ;;
+            cold) out=$(run bench-cold 100000 0 cold "$n" "$b") ;;
+            rss) out=$(run bench-cold 100000 1 rss "$n" "$b") ;;
+            *) echo "unknown mode '$mode'" >&2; exit 2 ;;
+            esac
+            echo "$out" >>"$TMP/$mode-$(basename "$b").res"
+            printf '%-5s %-14s %-4s %12s %18s %20s %8s\n' "$mode" "$(basename "$b")" "$n" $out
+        done
     done
-    printf '%-5s %-4s %12s %18s %20s %8s\n' "$mode" median \
-        "$(cut -d' ' -f1 "$TMP/$mode.res" | median)" "$(cut -d' ' -f2 "$TMP/$mode.res" | median)" \
-        "$(cut -d' ' -f3 "$TMP/$mode.res" | median)" "$(cut -d' ' -f4 "$TMP/$mode.res" | median)"
+    for b in "${BUILDS[@]}"; do
+        res=$TMP/$mode-$(basename "$b").res
+        printf '%-5s %-14s %-4s %12s %18s %20s %8s\n' "$mode" "$(basename "$b")" median \
+            "$(cut -d' ' -f1 "$res" | median)" "$(cut -d' ' -f2 "$res" | median)" \
+            "$(cut -d' ' -f3 "$res" | median)" "$(cut -d' ' -f4 "$res" | median)"
+    done
+    if [ -n "$BASE" ]; then
+        a=$(cut -d' ' -f1 "$TMP/$mode-$(basename "$BASE").res" | median)
+        c=$(cut -d' ' -f1 "$TMP/$mode-$(basename "$BUILD").res" | median)
+        python3 -c "print('%-5s ratio %s/%s events/s medians: %.2f' % ('$mode', '$(basename "$BUILD")', '$(basename "$BASE")', $c / $a))"
+    fi
 done
+
+if [ "$CG_EVENTS" -gt 0 ]; then
+    produce bench-cg 10 "$CG_EVENTS"
+    for b in "${BUILDS[@]}"; do
+        cg=$TMP/callgrind-$(basename "$b").out
+        run bench-cg 10 1 cg 1 "$b" "$CG_EVENTS" valgrind --tool=callgrind --callgrind-out-file="$cg" \
+            --toggle-collect=enr_worker_main >/dev/null
+        ir=$(callgrind_annotate "$cg" 2>/dev/null | awk '/PROGRAM TOTALS/ && !s { gsub(",", "", $1); print $1; s = 1 }')
+        python3 -c "print('callgrind %-14s worker-thread instructions/event: %.0f (%d events)' % ('$(basename "$b")', $ir / $CG_EVENTS, $CG_EVENTS))"
+        if [ -n "${ENR_BENCH_CG_KEEP:-}" ]; then mkdir -p "$ENR_BENCH_CG_KEEP"; cp "$cg" "$ENR_BENCH_CG_KEEP/"; fi
+    done
+fi

@@ -373,52 +373,6 @@ static char *finish_json(bson_t *b, bool ok, size_t *len)
     return json;
 }
 
-/* Writes @p n bytes of @p s as a JSON string the way libbson's relaxed Extended JSON does
- * (bson_utf8_escape_for_json): quote and backslash escaped, \b \f \n \r \t, other control
- * characters as \u00XX, everything else (valid UTF-8) as is. Needs 2 + 6n bytes at @p o. */
-static char *put_json_str(char *o, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    *o++ = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *o++ = (char)c;
-            continue;
-        }
-        *o++ = '\\';
-        switch (c) {
-        case '"':
-        case '\\':
-            *o++ = (char)c;
-            break;
-        case '\b':
-            *o++ = 'b';
-            break;
-        case '\f':
-            *o++ = 'f';
-            break;
-        case '\n':
-            *o++ = 'n';
-            break;
-        case '\r':
-            *o++ = 'r';
-            break;
-        case '\t':
-            *o++ = 't';
-            break;
-        default:
-            memcpy(o, "u00", 3);
-            o[3] = hex[c >> 4];
-            o[4] = hex[c & 15];
-            o += 5;
-            break;
-        }
-    }
-    *o++ = '"';
-    return o;
-}
-
 static char *put_lit(char *o, const char *lit)
 {
     size_t n = strlen(lit);
@@ -432,7 +386,7 @@ static char *put_field(char *o, const char *key, const char *s, size_t n)
     o = put_lit(o, ", \"");
     o = put_lit(o, key);
     o = put_lit(o, "\" : ");
-    return put_json_str(o, s, n);
+    return at_json_put_str(o, s, n);
 }
 
 /*
@@ -693,7 +647,275 @@ static int parse_fields(const bson_t *doc, at_event_parsed_t *out, at_err_t *err
     return 0;
 }
 
+/*
+ * The fast reader. The envelopes the collector writes use a small part of JSON: one flat
+ * object whose values are strings of printable ASCII without escapes, the integer v, and
+ * ts as {"$date": "YYYY-MM-DDTHH:MM:SS[.mmm]Z"}. This reads exactly that subset, by hand,
+ * at a few percent of the cost of libbson's reader (its reader set-up, jsonsl and its
+ * date parser were a third of the enricher's CPU). Anything else - escapes, non-ASCII
+ * text, other value types, a key starting with '$', a date it does not recognise, or an
+ * envelope with any error - returns 0, and at_event_parse_json() reads the input again
+ * with libbson, so every answer outside the subset, and every error message, is libbson's.
+ * Inside the subset the result equals libbson's reading (tests/unit/common/test_at_event.c
+ * compares the two on generated and mutated envelopes; fuzz it with the same comparison).
+ * Returns 1 with @p out filled (its views point into out->text, a copy of the input), or
+ * 0 with @p out untouched.
+ */
+typedef struct fast_s {
+    const char *p, *end;
+} fast_t;
+
+static void fast_ws(fast_t *f)
+{
+    while (f->p < f->end && (*f->p == ' ' || *f->p == '\t' || *f->p == '\n' || *f->p == '\r'))
+        f->p++;
+}
+
+/* A string of printable ASCII without escapes: its content in *s, *n. */
+static bool fast_str(fast_t *f, const char **s, size_t *n)
+{
+    if (f->p >= f->end || *f->p != '"')
+        return false;
+    const char *start = ++f->p;
+    while (f->p < f->end) {
+        unsigned char c = (unsigned char)*f->p;
+        if (c == '"') {
+            *s = start;
+            *n = (size_t)(f->p - start);
+            f->p++;
+            return true;
+        }
+        if (c < 0x20 || c > 0x7e || c == '\\')
+            return false;
+        f->p++;
+    }
+    return false;
+}
+
+/* An integer without sign tricks or leading zeros, at most 18 digits (fits int64). */
+static bool fast_int(fast_t *f, int64_t *v)
+{
+    bool neg = false;
+    if (f->p < f->end && *f->p == '-') {
+        neg = true;
+        f->p++;
+    }
+    const char *start = f->p;
+    int64_t x = 0;
+    while (f->p < f->end && *f->p >= '0' && *f->p <= '9' && f->p - start < 18)
+        x = x * 10 + (*f->p++ - '0');
+    size_t nd = (size_t)(f->p - start);
+    if (nd == 0 || nd > 18 || (start[0] == '0' && (nd > 1 || neg)))
+        return false;
+    /* "1.5", "1e3": not an integer; left to libbson */
+    if (f->p < f->end && (*f->p == '.' || *f->p == 'e' || *f->p == 'E' || (*f->p >= '0' && *f->p <= '9')))
+        return false;
+    *v = neg ? -x : x;
+    return true;
+}
+
+static int fast_digits(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Days from 1970-01-01 to @p y-@p m-@p d (proleptic Gregorian). */
+static int64_t days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* "YYYY-MM-DDTHH:MM:SSZ" or "YYYY-MM-DDTHH:MM:SS.mmmZ", a real calendar date from 1970
+ * on, no leap second. */
+static bool fast_date(const char *s, size_t n, int64_t *ms)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if ((n != 20 && n != 24) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        s[n - 1] != 'Z' || (n == 24 && s[19] != '.'))
+        return false;
+    int y = fast_digits(s, 4), mo = fast_digits(s + 5, 2), d = fast_digits(s + 8, 2);
+    int h = fast_digits(s + 11, 2), mi = fast_digits(s + 14, 2), sec = fast_digits(s + 17, 2);
+    int frac = n == 24 ? fast_digits(s + 20, 3) : 0;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59 ||
+        frac < 0)
+        return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > mdays[mo - 1] + (mo == 2 && leap))
+        return false;
+    *ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000) + frac;
+    return true;
+}
+
+static bool key_is(const char *k, size_t kn, const char *name)
+{
+    return strlen(name) == kn && memcmp(k, name, kn) == 0;
+}
+
+/* Index of an envelope key (as parse_field_index()), or -1. Keys are 1-3 bytes, so the
+ * candidates are narrowed by length and first byte before comparing. */
+static int fast_field_index(const char *k, size_t kn)
+{
+    static const char *const fixed[] = {"v", "id", "ts", "e", "src"};
+    if (kn == 0 || kn > 3)
+        return -1;
+    for (size_t i = 0; i < AT_ARRAY_LEN(fixed); i++)
+        if (fixed[i][0] == k[0] && key_is(k, kn, fixed[i]))
+            return (int)i;
+    for (size_t i = 0; i < AT_ARRAY_LEN(str_fields); i++)
+        if (str_fields[i].key[0] == k[0] && key_is(k, kn, str_fields[i].key))
+            return PF_STR0 + (int)i;
+    return -1;
+}
+
+static int parse_fast(const char *json, size_t len, at_event_parsed_t *out)
+{
+    fast_t f = {json, json + len};
+    at_event_parsed_t pe;
+    uint32_t seen = 0;
+    bool have_src = false;
+    /* Offsets of the string views into the input, turned into pointers into the copy. */
+    struct {
+        size_t off, len;
+        bool set;
+    } views[AT_ARRAY_LEN(str_fields)] = {{0, 0, false}};
+
+    memset(&pe, 0, sizeof(pe));
+    fast_ws(&f);
+    if (f.p >= f.end || *f.p++ != '{')
+        return 0;
+    fast_ws(&f);
+    if (f.p < f.end && *f.p == '}')
+        return 0; /* {}: not an envelope; libbson's path names what is missing */
+    for (;;) {
+        const char *k, *s;
+        size_t kn, sn;
+        fast_ws(&f);
+        if (!fast_str(&f, &k, &kn) || (kn > 0 && k[0] == '$'))
+            return 0;
+        fast_ws(&f);
+        if (f.p >= f.end || *f.p++ != ':')
+            return 0;
+        fast_ws(&f);
+        int fi = fast_field_index(k, kn);
+        bool first = fi >= 0 && (seen & (UINT32_C(1) << fi)) == 0;
+        if (fi >= 0)
+            seen |= UINT32_C(1) << fi;
+        if (f.p >= f.end)
+            return 0;
+        if (*f.p == '"') {
+            if (!fast_str(&f, &s, &sn))
+                return 0;
+            if (first) {
+                if (fi == PF_V || fi == PF_TS)
+                    return 0; /* wrong type: libbson's path reports it */
+                if (fi == PF_ID) {
+                    if (at_uuid_parse(s, sn, &pe.ev.id) != 0)
+                        return 0;
+                } else if (fi == PF_E) {
+                    pe.ev.type = at_event_type_parse(s, sn);
+                    if (pe.ev.type == AT_EV_NONE)
+                        return 0;
+                } else if (fi == PF_SRC) {
+                    int src = src_parse(s, sn);
+                    if (src < 0)
+                        return 0;
+                    pe.ev.src = (at_event_src_t)src;
+                    have_src = true;
+                } else {
+                    size_t vi = (size_t)(fi - PF_STR0);
+                    views[vi].off = (size_t)(s - json);
+                    views[vi].len = sn;
+                    views[vi].set = true;
+                }
+            }
+        } else if (*f.p == '{') {
+            /* only ts: {"$date": "<ISO-8601>"} */
+            const char *dk;
+            size_t dkn;
+            int64_t ms;
+            f.p++;
+            fast_ws(&f);
+            if (!first || fi != PF_TS || !fast_str(&f, &dk, &dkn) || !key_is(dk, dkn, "$date"))
+                return 0;
+            fast_ws(&f);
+            if (f.p >= f.end || *f.p++ != ':')
+                return 0;
+            fast_ws(&f);
+            if (!fast_str(&f, &s, &sn) || !fast_date(s, sn, &ms))
+                return 0;
+            fast_ws(&f);
+            if (f.p >= f.end || *f.p++ != '}')
+                return 0;
+            pe.ev.ts_ms = ms;
+        } else {
+            int64_t v;
+            if (!fast_int(&f, &v))
+                return 0;
+            if (first) {
+                if (fi != PF_V)
+                    return 0; /* a number where a string belongs: libbson's path reports it */
+                pe.v = v > INT_MAX ? INT_MAX : v < INT_MIN ? INT_MIN : (int)v;
+            }
+        }
+        fast_ws(&f);
+        if (f.p >= f.end)
+            return 0;
+        if (*f.p == ',') {
+            f.p++;
+            continue;
+        }
+        if (*f.p++ != '}')
+            return 0;
+        break;
+    }
+    fast_ws(&f);
+    if (f.p != f.end)
+        return 0;
+    /* A complete, valid envelope only; every error comes from libbson's path. */
+    uint32_t need = (UINT32_C(1) << PF_V) | (UINT32_C(1) << PF_ID) | (UINT32_C(1) << PF_TS) | (UINT32_C(1) << PF_E);
+    if ((seen & need) != need || pe.v != AT_EVENT_SCHEMA_VERSION || pe.ev.type == AT_EV_NONE)
+        return 0;
+    size_t ci = 0; /* c is str_fields[0] */
+    if (!views[ci].set || views[ci].len == 0 || len > (size_t)SSIZE_MAX)
+        return 0;
+    char *text = malloc(len + 1);
+    if (text == NULL)
+        return 0;
+    memcpy(text, json, len);
+    text[len] = '\0';
+    for (size_t i = 0; i < AT_ARRAY_LEN(str_fields); i++) {
+        if (!views[i].set)
+            continue;
+        at_str_t *dst = (at_str_t *)((char *)&pe.ev + str_fields[i].off);
+        dst->p = text + views[i].off;
+        dst->len = views[i].len;
+    }
+    if (!have_src)
+        pe.ev.src = AT_SRC_PIXEL;
+    pe.text = text;
+    *out = pe;
+    return 1;
+}
+
 int at_event_parse_json(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err)
+{
+    if (json != NULL && parse_fast(json, len, out) == 1)
+        return 0;
+    return at_event_parse_json_libbson(json, len, out, err);
+}
+
+int at_event_parse_json_libbson(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err)
 {
     memset(out, 0, sizeof(*out));
     if (json == NULL)
@@ -718,5 +940,6 @@ void at_event_parsed_free(at_event_parsed_t *pe)
         return;
     if (pe->doc != NULL)
         bson_destroy((bson_t *)pe->doc);
+    free(pe->text);
     memset(pe, 0, sizeof(*pe));
 }

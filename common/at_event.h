@@ -123,12 +123,14 @@ char *at_event_rejected_to_json(const at_event_t *ev, at_reject_t reason, const 
 
 /*
  * Parsed form of an envelope read back from JSON (by the enricher and the tests).
- * The views in ev point into doc; at_event_parsed_free() releases it.
+ * The views in ev point into doc or text (whichever reader read it); at_event_parsed_free()
+ * releases both.
  */
 typedef struct at_event_parsed_s {
     at_event_t ev;
     int v;              /* schema version found */
-    void *doc;          /* bson_t *, owned */
+    void *doc;          /* bson_t *, owned; NULL when the fast reader read it */
+    char *text;         /* owned copy of the input (NUL-terminated); NULL when libbson read it */
 } at_event_parsed_t;
 
 /* Parses an envelope. Returns 0, or -1 with @p err naming the bad field (the caller
@@ -136,6 +138,11 @@ typedef struct at_event_parsed_s {
  * AT_ERR_INVALID = not JSON, AT_ERR_RANGE = JSON but not an envelope). On success the
  * caller calls at_event_parsed_free(). */
 int at_event_parse_json(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err);
+/* The same, always through libbson's reader. at_event_parse_json() reads the envelopes the
+ * collector writes (flat, ASCII, no escapes) with a small hand parser and leaves the rest
+ * to this; the two must agree on every input, which the tests and the fuzzer check with
+ * this function as the reference. */
+int at_event_parse_json_libbson(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err);
 void at_event_parsed_free(at_event_parsed_t *pe);
 
 #endif

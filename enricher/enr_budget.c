@@ -84,7 +84,8 @@ const char enr_budget_script[] =
     "    m[#m + 1] = id; m[#m + 1] = (v == 0) and 'c' or 'x'\n"
     "  end\n"
     "  st(sk, 'events', 1)\n"
-    "  if v == 2 then st(sk, 'rejected', 1) else st(sk, ARGV[b + 7], 1) end\n"
+    "  if v == 2 then st(sk, 'rejected', 1); st(sk, 'rejected:budget_exhausted', 1)\n"
+    "  else st(sk, ARGV[b + 7], 1) end\n"
     "  res[i + 1] = v\n"
     "end\n"
     "for _, c in ipairs(corder) do\n"
@@ -115,6 +116,29 @@ const char enr_budget_script[] =
     "  redis.call('EXPIRE', k, sttl)\n"
     "end\n"
     "return {res, pub}\n";
+
+const char *enr_budget_rejected_field(at_reject_t r)
+{
+    /* Literals, so the worker's per-batch aggregation can compare fields by pointer. */
+    static const char *const fields[AT_REJ__COUNT] = {
+        [AT_REJ_NONE] = "rejected:none",
+        [AT_REJ_MISSING_FIELD] = "rejected:missing_field",
+        [AT_REJ_INVALID_FIELD] = "rejected:invalid_field",
+        [AT_REJ_FIELD_TOO_LONG] = "rejected:field_too_long",
+        [AT_REJ_BAD_ENCODING] = "rejected:bad_encoding",
+        [AT_REJ_UNKNOWN_EVENT_TYPE] = "rejected:unknown_event_type",
+        [AT_REJ_MALFORMED_JSON] = "rejected:malformed_json",
+        [AT_REJ_MALFORMED_ENVELOPE] = "rejected:malformed_envelope",
+        [AT_REJ_UNKNOWN_CAMPAIGN] = "rejected:unknown_campaign",
+        [AT_REJ_CAMPAIGN_INACTIVE] = "rejected:campaign_inactive",
+        [AT_REJ_UNKNOWN_PUBLISHER] = "rejected:unknown_publisher",
+        [AT_REJ_PUBLISHER_NOT_ALLOWED] = "rejected:publisher_not_allowed",
+        [AT_REJ_DUPLICATE] = "rejected:duplicate_event",
+        [AT_REJ_BOT] = "rejected:bot",
+        [AT_REJ_BUDGET_EXHAUSTED] = "rejected:budget_exhausted",
+    };
+    return (unsigned)r < AT_REJ__COUNT && fields[r] != NULL ? fields[r] : "rejected:unknown";
+}
 
 void enr_budget_day(int64_t ms, char out[16])
 {
@@ -208,6 +232,38 @@ static int args_addf(args_t *a, const char *fmt, long long v)
     return args_add(a, tmp, (size_t)n);
 }
 
+/* A decimal integer without snprintf (two per chargeable event). */
+static int args_add_int(args_t *a, long long v)
+{
+    char tmp[24];
+    char *o = tmp + sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--o = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--o = '-';
+    return args_add(a, o, (size_t)(tmp + sizeof(tmp) - o));
+}
+
+/* The day and minute strings of the last timestamp asked for: a batch's events mostly
+ * share their minute, and gmtime_r + snprintf per event showed in the profile. */
+typedef struct when_memo_s {
+    int64_t minute_ms; /* INT64_MIN: empty */
+    char day[16], minute[16];
+} when_memo_t;
+
+static void when_of(when_memo_t *m, int64_t ts_ms)
+{
+    int64_t minute_ms = ts_ms - ((ts_ms % 60000) + 60000) % 60000;
+    if (minute_ms == m->minute_ms)
+        return;
+    enr_budget_day(minute_ms, m->day);
+    enr_budget_minute(minute_ms, m->minute);
+    m->minute_ms = minute_ms;
+}
+
 static void args_free(args_t *a)
 {
     free(a->buf);
@@ -237,7 +293,6 @@ int enr_budget_run(enr_budget_t *b, redisContext *rc, enr_charge_t *charges, siz
     args_t a = {0};
     redisReply *r = NULL;
     int rc_ = -1;
-    char day[16], minute[16];
     static const char *const type_fields[] = {"events", "imp", "view", "click", "conv"};
 
     *published = 0;
@@ -249,23 +304,21 @@ int enr_budget_run(enr_budget_t *b, redisContext *rc, enr_charge_t *charges, siz
     ok = ok && args_addf(&a, "%lld", (long long)b->replay_window_s) == 0;
     ok = ok && args_addf(&a, "%lld", (long long)ENR_STATS_TTL_S) == 0;
     ok = ok && args_addf(&a, "%lld", (long long)ncharges) == 0;
+    when_memo_t when = {.minute_ms = INT64_MIN};
     for (size_t i = 0; ok && i < ncharges; i++) {
         const enr_charge_t *c = &charges[i];
-        enr_budget_day(c->ts_ms, day);
-        enr_budget_minute(c->ts_ms, minute);
+        when_of(&when, c->ts_ms);
         ok = args_add(&a, c->c, c->clen) == 0 && args_add(&a, c->id, strlen(c->id)) == 0 &&
-             args_addf(&a, "%lld", (long long)c->price_micros) == 0 &&
-             args_addf(&a, "%lld", (long long)c->budget_micros) == 0 && args_add(&a, day, strlen(day)) == 0 &&
-             args_add(&a, minute, strlen(minute)) == 0 &&
+             args_add_int(&a, (long long)c->price_micros) == 0 && args_add_int(&a, (long long)c->budget_micros) == 0 &&
+             args_add(&a, when.day, strlen(when.day)) == 0 && args_add(&a, when.minute, strlen(when.minute)) == 0 &&
              args_add(&a, type_fields[(unsigned)c->type < 5 ? c->type : 0],
                       strlen(type_fields[(unsigned)c->type < 5 ? c->type : 0])) == 0;
     }
     ok = ok && args_addf(&a, "%lld", (long long)nstats) == 0;
     for (size_t i = 0; ok && i < nstats; i++) {
-        enr_budget_minute(stats[i].minute_ms, minute);
-        ok = args_add(&a, stats[i].c, stats[i].clen) == 0 && args_add(&a, minute, strlen(minute)) == 0 &&
-             args_add(&a, stats[i].field, strlen(stats[i].field)) == 0 &&
-             args_addf(&a, "%lld", (long long)stats[i].n) == 0;
+        when_of(&when, stats[i].minute_ms);
+        ok = args_add(&a, stats[i].c, stats[i].clen) == 0 && args_add(&a, when.minute, strlen(when.minute)) == 0 &&
+             args_add(&a, stats[i].field, strlen(stats[i].field)) == 0 && args_add_int(&a, (long long)stats[i].n) == 0;
     }
     if (!ok) {
         at_err_set(err, AT_ERR_NOMEM, "budget: out of memory");

@@ -17,7 +17,8 @@
  * serialised by Redis: spend never exceeds the budget (bound: 0 micros).
  *
  * Counters: HINCRBY adtrack:stats:<campaign>:<yyyymmddHHMM of the event ts> for the fields
- * events, imp, view, click, conv, rejected and spend, aggregated per batch, EXPIRE 2 days.
+ * events, imp, view, click, conv, rejected, rejected:<reason> (one per reason code, e.g.
+ * rejected:bot) and spend, aggregated per batch, EXPIRE 2 days.
  */
 #ifndef ENR_BUDGET_H
 #define ENR_BUDGET_H
@@ -50,7 +51,7 @@ typedef struct enr_stat_s {
     const char *c;
     size_t clen;
     int64_t minute_ms; /* event ts floored to the minute */
-    const char *field; /* "events", "imp", "view", "click", "conv", "rejected" */
+    const char *field; /* "events", "imp", "view", "click", "conv", "rejected", enr_budget_rejected_field() */
     int64_t n;
 } enr_stat_t;
 
@@ -77,6 +78,10 @@ int enr_budget_run(enr_budget_t *b, redisContext *rc, enr_charge_t *charges, siz
 /* "yyyymmdd" / "yyyymmddHHMM" (UTC) of @p ms. */
 void enr_budget_day(int64_t ms, char out[16]);
 void enr_budget_minute(int64_t ms, char out[16]);
+
+/* The per-reason counter field, "rejected:<reason code>" (e.g. "rejected:bot"): a static
+ * string, the same pointer for the same reason. */
+const char *enr_budget_rejected_field(at_reject_t r);
 
 /* The script text (for docs and tests). */
 extern const char enr_budget_script[];

@@ -93,8 +93,11 @@ static int stats_init(enr_server_t *srv)
                                            "Cached entries (tombstones and known absences included).");
     st->cache_publishers = at_metrics_gauge(m, "adtrack_enricher_cache_entries", "kind=\"publisher\"",
                                             "Cached entries (tombstones and known absences included).");
+    st->consumer_lag = at_metrics_gauge(m, "adtrack_enricher_consumer_lag", NULL,
+                                        "Messages of the assigned raw-topic partitions not committed yet: per partition, the "
+                                        "end offset last seen minus the committed offset, summed; refreshed every second.");
     at_metrics_on_collect(m, collect, srv);
-    return st->cache_publishers != NULL && st->batch_seconds != NULL ? 0 : -1;
+    return st->cache_publishers != NULL && st->consumer_lag != NULL && st->batch_seconds != NULL ? 0 : -1;
 }
 
 enr_server_t *enr_server_new(enr_conf_t *conf, at_err_t *err)

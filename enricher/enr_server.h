@@ -42,6 +42,7 @@ typedef struct enr_stats_s {
     at_counter_t *sink_inserted, *sink_duplicates;
     at_counter_t *commit_failures;
     at_gauge_t *paused, *ready, *assigned, *cache_campaigns, *cache_publishers;
+    at_gauge_t *consumer_lag;             /* set by the worker from librdkafka's statistics */
 } enr_stats_t;
 
 typedef struct enr_server_s {

@@ -26,6 +26,7 @@
  * @locality: the worker thread that owns the sink; no locking.
  */
 #include "at_fs.h"
+#include "at_json.h"
 #include "enr_sink.h"
 
 #include <dirent.h>
@@ -327,21 +328,17 @@ static int write_kind(file_sink_t *fs, file_kind_t *k, const bson_t *const *docs
             res->duplicates++;
             continue;
         }
-        size_t jlen;
-        char *json = bson_as_relaxed_extended_json(docs[i], &jlen);
-        if (json == NULL) {
+        /* libbson's relaxed Extended JSON, written without going through libbson's
+         * generic writer (at_json.h): it was about half of the worker's CPU. */
+        if (at_json_append_relaxed(docs[i], &fs->buf, &fs->bufcap, &used) != 0) {
             at_err_set(err, AT_ERR_INVALID, "file sink: document %zu cannot be written as JSON", i);
             goto out;
         }
-        if (buf_reserve(fs, used + jlen + 1) != 0 || idset_add(&batch, id, idlen) != 0) {
-            bson_free(json);
+        if (buf_reserve(fs, used + 1) != 0 || idset_add(&batch, id, idlen) != 0) {
             at_err_set(err, AT_ERR_NOMEM, "file sink: out of memory");
             goto out;
         }
-        memcpy(fs->buf + used, json, jlen);
-        used += jlen;
         fs->buf[used++] = '\n';
-        bson_free(json);
     }
     if (used > 0) {
         size_t off = 0;

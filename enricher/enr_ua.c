@@ -183,3 +183,87 @@ const char *enr_device_str(enr_device_t d)
     static const char *const names[] = {"unknown", "desktop", "mobile", "tablet", "bot"};
     return (unsigned)d < AT_ARRAY_LEN(names) ? names[d] : "unknown";
 }
+
+/* ---- per-thread cache ---- */
+
+typedef struct ua_slot_s {
+    uint64_t hash;
+    char *key; /* owned copy, keylen bytes; NULL when the slot is empty */
+    size_t keylen;
+    enr_ua_info_t info;
+} ua_slot_t;
+
+struct enr_ua_cache_s {
+    const enr_ua_t *ua;
+    ua_slot_t *slots;
+    size_t mask;
+};
+
+enr_ua_cache_t *enr_ua_cache_new(const enr_ua_t *ua, size_t slots)
+{
+    size_t n = 1;
+    while (n < slots && n < ((size_t)1 << 20))
+        n *= 2;
+    enr_ua_cache_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->slots = calloc(n, sizeof(*c->slots));
+    if (c->slots == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->ua = ua;
+    c->mask = n - 1;
+    return c;
+}
+
+void enr_ua_cache_destroy(enr_ua_cache_t *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i <= c->mask; i++)
+        free(c->slots[i].key);
+    free(c->slots);
+    free(c);
+}
+
+/* 64-bit hash, 8 bytes per step (the UA is read once per event on a hit, so this matters
+ * more than its quality, which only decides how often two UAs share a slot). */
+static uint64_t ua_hash(const char *s, size_t len)
+{
+    uint64_t h = UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * UINT64_C(0xFF51AFD7ED558CCD);
+        h ^= h >> 32;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s + i, len - i);
+    h = (h ^ w) * UINT64_C(0xC4CEB9FE1A85EC53);
+    return h ^ (h >> 29);
+}
+
+void enr_ua_cache_classify(enr_ua_cache_t *c, const char *s, size_t len, enr_ua_info_t *out)
+{
+    if (len == 0 || len > AT_EVENT_UA_MAX) {
+        enr_ua_classify(c->ua, s, len, out);
+        return;
+    }
+    uint64_t h = ua_hash(s, len);
+    ua_slot_t *slot = &c->slots[h & c->mask];
+    if (slot->key != NULL && slot->hash == h && slot->keylen == len && memcmp(slot->key, s, len) == 0) {
+        *out = slot->info;
+        return;
+    }
+    enr_ua_classify(c->ua, s, len, out);
+    char *key = slot->keylen >= len && slot->key != NULL ? slot->key : realloc(slot->key, len);
+    if (key == NULL)
+        return; /* the old entry stays valid; this answer is just not cached */
+    memcpy(key, s, len);
+    slot->key = key;
+    slot->keylen = len;
+    slot->hash = h;
+    slot->info = *out;
+}

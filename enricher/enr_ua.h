@@ -46,6 +46,20 @@ size_t enr_ua_npatterns(const enr_ua_t *ua);
 /* Classifies @p s (@p len bytes, not necessarily NUL-terminated; may be empty). */
 void enr_ua_classify(const enr_ua_t *ua, const char *s, size_t len, enr_ua_info_t *out);
 
+/*
+ * A cache of classifications keyed by the whole user-agent string, for one thread. Traffic
+ * repeats a small set of user agents, and a hit costs a hash and a memcmp instead of some
+ * 60 case-insensitive substring searches. Direct-mapped with @p slots entries (rounded up
+ * to a power of two): a colliding UA replaces the entry, so memory stays bounded (at most
+ * slots x AT_EVENT_UA_MAX bytes of keys). Answers are always those of enr_ua_classify() on
+ * @p ua, which must outlive the cache. NULL when out of memory. Not thread-safe: one per
+ * thread. @locality: the thread that created it.
+ */
+typedef struct enr_ua_cache_s enr_ua_cache_t;
+enr_ua_cache_t *enr_ua_cache_new(const enr_ua_t *ua, size_t slots);
+void enr_ua_cache_destroy(enr_ua_cache_t *c);
+void enr_ua_cache_classify(enr_ua_cache_t *c, const char *s, size_t len, enr_ua_info_t *out);
+
 /* "chrome", "firefox", "safari", "edge", "opera", "other" */
 const char *enr_ua_family_str(enr_ua_family_t f);
 /* "unknown", "desktop", "mobile", "tablet", "bot" */

@@ -64,6 +64,7 @@ typedef struct worker_s {
     rd_kafka_topic_t *rej_topic;
     redisContext *rc;
     enr_budget_t budget;
+    enr_ua_cache_t *ua_cache;       /* this thread's UA classifications */
 
     item_t *items;
     size_t nitems, cap;
@@ -143,6 +144,8 @@ static void imap_put(imap_t *m, long freeslot, uint64_t h, int32_t pos)
 
 static void set_assigned(worker_t *w, const rd_kafka_topic_partition_list_t *parts)
 {
+    if (parts == NULL)
+        at_gauge_set(w->srv->stats.consumer_lag, 0); /* nothing assigned, nothing owed */
     if (w->assignment != NULL)
         rd_kafka_topic_partition_list_destroy(w->assignment);
     w->assignment = parts != NULL ? rd_kafka_topic_partition_list_copy(parts) : NULL;
@@ -164,8 +167,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         rd_kafka_assign(rk, parts);
         set_assigned(w, parts);
+        /* librdkafka keeps a partition's pause flag across revoke and re-assign: a partition
+         * paused by a failed batch, revoked, and handed back to this worker would otherwise
+         * never be fetched again (seen in tests/e2e/failover.sh). So the flag is set here
+         * explicitly, either way. */
         if (w->paused)
             rd_kafka_pause_partitions(rk, w->assignment);
+        else if (w->assignment != NULL)
+            rd_kafka_resume_partitions(rk, w->assignment);
         atomic_store(&w->srv->kafka_ok, true);
         at_log(AT_LOG_INFO, "enricher", "partitions assigned", "count", n, NULL);
     } else {
@@ -196,6 +205,85 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     w->dr_pending--;
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
         w->dr_failed++;
+}
+
+/* ---- consumer lag (from librdkafka's statistics, once per statistics.interval.ms) ---- */
+
+/* Lag of one partition entry of the statistics: the end offset librdkafka last saw (the last
+ * stable offset under read_committed, else the high watermark) minus the group's committed
+ * offset; a partition with nothing committed yet counts from its low watermark (what
+ * auto.offset.reset=earliest starts from), or not at all while that is unknown. */
+static int64_t partition_lag(const bson_t *part)
+{
+    bson_iter_t it;
+    int64_t hi = -1, ls = -1, lo = -1, committed = -1;
+    if (!bson_iter_init(&it, part))
+        return 0;
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (!BSON_ITER_HOLDS_NUMBER(&it))
+            continue;
+        if (strcmp(k, "hi_offset") == 0)
+            hi = bson_iter_as_int64(&it);
+        else if (strcmp(k, "ls_offset") == 0)
+            ls = bson_iter_as_int64(&it);
+        else if (strcmp(k, "lo_offset") == 0)
+            lo = bson_iter_as_int64(&it);
+        else if (strcmp(k, "committed_offset") == 0)
+            committed = bson_iter_as_int64(&it);
+    }
+    int64_t end = ls >= 0 ? ls : hi;
+    int64_t from = committed >= 0 ? committed : lo;
+    return end >= 0 && from >= 0 && end > from ? end - from : 0;
+}
+
+/* Sums the lag of the assigned partitions of the raw topic in one statistics document. */
+static int64_t stats_lag(const worker_t *w, const bson_t *stats)
+{
+    bson_iter_t it, topic, parts;
+    int64_t lag = 0;
+    if (w->assignment == NULL || !bson_iter_init_find(&it, stats, "topics") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+        !bson_iter_recurse(&it, &topic))
+        return 0;
+    /* Topic names contain dots, so no bson_iter_find_descendant(). */
+    while (bson_iter_next(&topic)) {
+        if (strcmp(bson_iter_key(&topic), w->conf->topic_raw) != 0 || !BSON_ITER_HOLDS_DOCUMENT(&topic))
+            continue;
+        bson_iter_t t;
+        if (!bson_iter_recurse(&topic, &t) || !bson_iter_find(&t, "partitions") || !BSON_ITER_HOLDS_DOCUMENT(&t) ||
+            !bson_iter_recurse(&t, &parts))
+            return 0;
+        while (bson_iter_next(&parts)) {
+            char *end;
+            long pno = strtol(bson_iter_key(&parts), &end, 10);
+            if (*end != '\0' || pno < 0 || !BSON_ITER_HOLDS_DOCUMENT(&parts) ||
+                rd_kafka_topic_partition_list_find(w->assignment, w->conf->topic_raw, (int32_t)pno) == NULL)
+                continue;
+            uint32_t len;
+            const uint8_t *data;
+            bson_t part;
+            bson_iter_document(&parts, &len, &data);
+            if (bson_init_static(&part, data, len))
+                lag += partition_lag(&part);
+        }
+        break;
+    }
+    return lag;
+}
+
+/* librdkafka's statistics callback: served by rd_kafka_consumer_poll() on the worker
+ * thread (the main queue is forwarded to the consumer queue), so it may read the
+ * assignment. Costs one JSON parse per interval, nothing per event. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    worker_t *w = opaque;
+    AT_UNUSED(rk);
+    bson_t *doc = bson_new_from_json((const uint8_t *)json, (ssize_t)len, NULL);
+    if (doc != NULL) {
+        at_gauge_set(w->srv->stats.consumer_lag, (double)stats_lag(w, doc));
+        bson_destroy(doc);
+    }
+    return 0; /* librdkafka frees json */
 }
 
 /* ---- pause / resume ---- */
@@ -500,7 +588,7 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
     /* 2. Validation and the enriched documents, under the cache read lock (no I/O). */
     w->ncharges = 0;
     w->nstats = 0;
-    imap_reset(&w->stat_map, w->nitems * 2 + 1);
+    imap_reset(&w->stat_map, w->nitems * 3 + 1); /* at most 3 fields per event */
     enr_cache_rdlock(srv->cache);
     for (size_t i = 0; i < w->nitems; i++) {
         item_t *it = &w->items[i];
@@ -515,7 +603,7 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
         const enr_entry_t *ce = enr_cache_get(srv->cache, ENR_CAMPAIGN, ev->c.p, ev->c.len);
         const enr_entry_t *pe = ev->p.len > 0 ? enr_cache_get(srv->cache, ENR_PUBLISHER, ev->p.p, ev->p.len) : NULL;
         enr_ua_info_t ua;
-        enr_ua_classify(srv->ua, ev->ua.p, ev->ua.len, &ua);
+        enr_ua_cache_classify(w->ua_cache, ev->ua.p, ev->ua.len, &ua);
         enr_validate(ev, ce, pe, &ua, &it->v);
         if (it->v.reason == AT_REJ_NONE) {
             bson_init(&it->doc);
@@ -538,6 +626,7 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
         } else if (counts_for_campaign(it->v.reason)) {
             stat_add(w, ev->c, ev->ts_ms, "events");
             stat_add(w, ev->c, ev->ts_ms, "rejected");
+            stat_add(w, ev->c, ev->ts_ms, enr_budget_rejected_field(it->v.reason));
         }
     }
     enr_cache_unlock(srv->cache);
@@ -799,21 +888,30 @@ static int worker_init(worker_t *w, enr_server_t *srv, at_err_t *err)
     size_t bs = (size_t)conf->batch_size;
     w->fetch = calloc(bs * 2 + 1, sizeof(*w->fetch));
     w->charges = calloc(bs + 1, sizeof(*w->charges));
-    w->stats = calloc(bs * 2 + 1, sizeof(*w->stats));
+    w->stats = calloc(bs * 3 + 1, sizeof(*w->stats)); /* events + rejected + rejected:<reason> */
     w->events = calloc(bs + 1, sizeof(*w->events));
     w->rejected = calloc(bs + 1, sizeof(*w->rejected));
-    if (w->fetch == NULL || w->charges == NULL || w->stats == NULL || w->events == NULL || w->rejected == NULL)
+    w->ua_cache = enr_ua_cache_new(srv->ua, 1024);
+    if (w->fetch == NULL || w->charges == NULL || w->stats == NULL || w->events == NULL || w->rejected == NULL ||
+        w->ua_cache == NULL)
         return at_err_set(err, AT_ERR_NOMEM, "worker: out of memory");
 
     const char *cdefaults[] = {"group.id", conf->group, "enable.auto.commit", "false", "enable.auto.offset.store",
                                "false", "auto.offset.reset", "earliest", "session.timeout.ms", "10000",
                                "heartbeat.interval.ms", "1000", "max.poll.interval.ms", "120000",
-                               "partition.assignment.strategy", "range,roundrobin", NULL};
+                               "partition.assignment.strategy", "range,roundrobin",
+                               "statistics.interval.ms", "1000", /* adtrack_enricher_consumer_lag */
+                               /* Kafka answers a fetch as soon as one byte is there, so this only
+                                * bounds how long an idle fetch is parked; librdkafka's 500 ms made
+                                * the pipeline's p50 pixel-to-stored 354 ms on devstream, whose
+                                * mock broker waits it out (bench/e2e_latency.sh). */
+                               "fetch.wait.max.ms", "25", NULL};
     rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, cdefaults, &conf->kafka_prop, err);
     if (kc == NULL)
         return -1;
     rd_kafka_conf_set_rebalance_cb(kc, on_rebalance);
     rd_kafka_conf_set_error_cb(kc, on_kafka_error);
+    rd_kafka_conf_set_stats_cb(kc, on_stats);
     rd_kafka_conf_set_opaque(kc, w);
     w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
     if (w->rk == NULL) {
@@ -876,6 +974,7 @@ static void worker_fini(worker_t *w)
         rd_kafka_topic_partition_list_destroy(w->assignment);
     if (w->rc != NULL)
         redisFree(w->rc);
+    enr_ua_cache_destroy(w->ua_cache);
     free(w->items);
     free(w->overflow);
     free(w->fetch);

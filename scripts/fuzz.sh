@@ -3,7 +3,7 @@
 #   scripts/fuzz.sh [seconds]
 # Environment:
 #   FUZZ_BUILD_DIR  build directory (default build-fuzz, relative to the repository root)
-#   FUZZ_TARGETS    targets to run (default "query batch coredata")
+#   FUZZ_TARGETS    targets to run (default "query batch envelope coredata")
 #   FUZZ_JOBS       parallel fuzzing processes per target (default 1; see docs/FUZZING.md)
 #   FUZZ_ARGS       extra libFuzzer flags
 # Exits non-zero if any target crashes, leaks, times out or breaks an invariant; the input
@@ -16,7 +16,7 @@ case "$secs" in '' | *[!0-9]*) echo "usage: $0 [seconds]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
-targets=${FUZZ_TARGETS:-query batch coredata}
+targets=${FUZZ_TARGETS:-query batch envelope coredata}
 jobs=${FUZZ_JOBS:-1}
 
 export CC=clang

@@ -1,4 +1,4 @@
-/* LABELS: it;kafka;redis;enricher */
+/* LABELS: it;kafka;redis;mongo;enricher */
 /*
  * test_enricher.c: adtrack-enricher as a user runs it, against adtrack-devstream (Kafka
  * protocol) and a real redis-server seeded directly per docs/CORE-DATA.md:
@@ -9,7 +9,9 @@
  *    budget (bound 0), refused events are budget_exhausted, the change is published;
  *  - kill -9 mid-stream and restart: nothing lost, nothing doubled, nothing charged twice;
  *  - redis-server restarted mid-stream: processing resumes, /readyz reports the outage;
- *  - a pub/sub change (campaign paused) is applied without a restart.
+ *  - a pub/sub change (campaign paused) is applied without a restart;
+ *  - MongoDB (mockupdb) failing inserts: no offset is committed while it fails, then every
+ *    event lands exactly once when it recovers.
  * Every test has its own raw topic, consumer group, campaigns and data directory. All waits
  * are polls with generous deadlines.
  */
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #include "at_event.h"
+#include "at_test_mongo.h"
 #include "at_test_support.h"
 
 #define REJECTED "adtrack.events.rejected"
@@ -67,6 +70,28 @@ static long long rint_cmd(int port, const char *fmt, ...)
     freeReplyObject(r);
     redisFree(rc);
     return v;
+}
+
+/* Sum of field @p field over every per-minute counter hash of campaign @p c
+ * (adtrack:stats:<c>:<yyyymmddHHMM>): a test's events may straddle a minute. */
+static long long stats_sum(int port, const char *c, const char *field)
+{
+    redisContext *rc = rconnect(port);
+    assert_non_null(rc);
+    redisReply *keys = redisCommand(rc, "KEYS adtrack:stats:%s:*", c);
+    assert_non_null(keys);
+    assert_int_equal(keys->type, REDIS_REPLY_ARRAY);
+    long long sum = 0;
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *v = redisCommand(rc, "HGET %s %s", keys->element[i]->str, field);
+        assert_non_null(v);
+        if (v->type == REDIS_REPLY_STRING)
+            sum += atoll(v->str);
+        freeReplyObject(v);
+    }
+    freeReplyObject(keys);
+    redisFree(rc);
+    return sum;
 }
 
 static void seed_campaign(int port, const char *id, const char *pricing, long long price, long long budget,
@@ -203,7 +228,17 @@ typedef struct enricher_s {
     char *dir;
 } enricher_t;
 
+static void enricher_start_sink(enricher_t *e, const char *topic, const char *group, const char *dir, int redis_port,
+                                const char *mongo_uri);
+
 static void enricher_start(enricher_t *e, const char *topic, const char *group, const char *dir, int redis_port)
+{
+    enricher_start_sink(e, topic, group, dir, redis_port, NULL);
+}
+
+/* With @p mongo_uri, the MongoDB sink (w=1, short wtimeout) instead of the file sink. */
+static void enricher_start_sink(enricher_t *e, const char *topic, const char *group, const char *dir, int redis_port,
+                                const char *mongo_uri)
 {
     char port[32], rport[32];
     char *bin = ts_bin("adtrack-enricher");
@@ -215,7 +250,17 @@ static void enricher_start(enricher_t *e, const char *topic, const char *group, 
     const char *argv[] = {bin, "--brokers", ds.bootstraps, "--group", group, "--topic-raw", topic, "--redis", rport,
                           "--data-dir", e->dir, "--listen", port, "--batch-size", "200", "--batch-max-ms", "50",
                           "--redis-timeout-ms", "1000", "--retry-max-ms", "1000", "--kafka-timeout-ms", "5000",
-                          "--kafka-prop", "session.timeout.ms=6000", "--log-level", "warn", NULL};
+                          "--kafka-prop", "session.timeout.ms=6000", "--log-level", "warn", NULL, NULL, NULL,
+                          NULL, NULL, NULL, NULL};
+    if (mongo_uri != NULL) {
+        size_t n = 0;
+        while (argv[n] != NULL)
+            n++;
+        argv[n++] = "--mongo";
+        argv[n++] = mongo_uri;
+        argv[n++] = "--mongo-w";
+        argv[n++] = "1";
+    }
     assert_int_equal(ts_spawn(&e->proc, (char *const *)argv, NULL, false, 0), 0);
     live_add(e->proc.pid);
     free(bin);
@@ -507,6 +552,20 @@ static void test_enricher__round_trip(void **state)
     if (valid != 26)
         fail_msg("adtrack_enricher_events_total{outcome=\"valid\"} = %g, expected 26", valid);
 
+    /* Real-time counters: per reason next to the total, only for known campaigns
+     * (unknown_campaign, duplicate_event and the unparsable ones are not counted). */
+    assert_int_equal(stats_sum(redis.port, "camp-rt", "events"), 26 + 3);
+    assert_int_equal(stats_sum(redis.port, "camp-rt", "imp"), 21);
+    assert_int_equal(stats_sum(redis.port, "camp-rt", "click"), 5);
+    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected"), 3);
+    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected:unknown_publisher"), 1);
+    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected:publisher_not_allowed"), 1);
+    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected:bot"), 1);
+    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected:duplicate_event"), 0);
+    assert_int_equal(stats_sum(redis.port, "camp-rt-paused", "rejected"), 1);
+    assert_int_equal(stats_sum(redis.port, "camp-rt-paused", "rejected:campaign_inactive"), 1);
+    assert_int_equal(stats_sum(redis.port, "camp-nope", "rejected"), 0);
+
     /* The rejected topic has the same 9, with reasons. */
     ts_kmsg_t *msgs = NULL;
     long n = ts_kafka_consume_all(ds.bootstraps, REJECTED, 9, 1000, 30000, &msgs);
@@ -682,6 +741,10 @@ static void test_enricher__budget_race_within_bound(void **state)
                          count_sink(db, "rejected", "\"reason\" : \"budget_exhausted\""),
                      N - budget / price);
     assert_int_equal(rint_cmd(redis.port, "EXISTS adtrack:exhausted:camp-b"), 1);
+    /* The script counts its refusals by reason too. */
+    assert_int_equal(stats_sum(redis.port, "camp-b", "rejected:budget_exhausted"), N - budget / price);
+    assert_int_equal(stats_sum(redis.port, "camp-b", "rejected"), N - budget / price);
+    assert_int_equal(stats_sum(redis.port, "camp-b", "click"), budget / price);
 
     /* The exhausted change was published (exactly once: one campaign, one transition). */
     bool seen = false;
@@ -813,9 +876,19 @@ static void test_enricher__redis_restart_resumes(void **state)
     flush_producer(rk);
     rd_kafka_destroy(rk);
     assert_true(wait_status(&e, 503, 30000)); /* paused, retrying: unready */
+    /* The batch in hand is not committed, so the consumer lag shows it. */
+    double lag = 0;
+    for (int64_t until = ts_now_ms() + 15000; ts_now_ms() < until && lag <= 0; usleep(100000))
+        lag = metric(&e, "adtrack_enricher_consumer_lag");
+    if (lag <= 0 || lag > 200)
+        fail_msg("adtrack_enricher_consumer_lag = %g while paused, expected 1-200", lag);
     own_redis_start(&rp, port, rdir);
     assert_int_equal(wait_sink(dirs, 1, "events", "\"tag\" : \"r:", 400, 60000), 400);
     assert_true(wait_status(&e, 200, 30000));
+    for (int64_t until = ts_now_ms() + 15000; ts_now_ms() < until && lag != 0; usleep(100000))
+        lag = metric(&e, "adtrack_enricher_consumer_lag");
+    if (lag != 0)
+        fail_msg("adtrack_enricher_consumer_lag = %g after the drain, expected 0", lag);
     assert_true(metric(&e, "adtrack_enricher_retries_total{stage=\"redis\"}") > 0);
     lines_t l = {0};
     read_sink(dir, "events", "\"tag\" : \"r:", &l);
@@ -829,6 +902,137 @@ static void test_enricher__redis_restart_resumes(void **state)
     free(rdir);
 }
 
+/* Sum of the group's committed offsets on partitions 0-3 of @p topic, read with
+ * OffsetFetch from a consumer that does not join the group; a partition with nothing
+ * committed counts 0 and sets *@p none_committed. */
+static long long committed_sum(const char *topic, const char *group, bool *none_committed)
+{
+    char errstr[256];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "bootstrap.servers", ds.bootstraps, errstr, sizeof(errstr));
+    rd_kafka_conf_set(kc, "group.id", group, errstr, sizeof(errstr));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(4);
+    for (int p = 0; p < 4; p++)
+        rd_kafka_topic_partition_list_add(parts, topic, p);
+    rd_kafka_resp_err_t e = rd_kafka_committed(rk, parts, 10000);
+    assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
+    long long sum = 0;
+    *none_committed = true;
+    for (int i = 0; i < parts->cnt; i++) {
+        if (parts->elems[i].offset >= 0) {
+            sum += parts->elems[i].offset;
+            *none_committed = false;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_destroy(rk);
+    return sum;
+}
+
+static void test_enricher__mongo_outage_commits_nothing_then_lands_once(void **state)
+{
+    AT_UNUSED(state);
+    seed_campaign(redis.port, "camp-m", "cpm", 1000, INT64_C(1000000000000), "active", 700);
+    ts_mongo_t mock = {0};
+    ts_mongo_start(&mock);
+    live_add(mock.proc.pid); /* killed by the teardown if an assertion fails */
+    /* Every insert into events fails: a retriable command error (ShutdownInProgress) three
+     * times, one hang-up, then the error again until the rules are cleared. */
+    static const char err91[] = "{\"op\": \"rule\", \"cmd\": \"insert\", \"collection\": \"events\", \"action\": "
+                                "\"error\", \"code\": 91, \"errmsg\": \"The server is in quiesce mode\", \"times\": %d}";
+    char rule[512];
+    snprintf(rule, sizeof(rule), err91, 3);
+    ts_mongo_ctl(&mock, rule);
+    ts_mongo_ctl(&mock, "{\"op\": \"rule\", \"cmd\": \"insert\", \"collection\": \"events\", \"action\": \"hangup\"}");
+    snprintf(rule, sizeof(rule), err91, -1);
+    ts_mongo_ctl(&mock, rule);
+
+    char *dir = test_dir("enr-mongo");
+    enricher_t e = {0};
+    enricher_start_sink(&e, "t-mongo", "g-mongo", dir, redis.port, mock.uri);
+    rd_kafka_t *rk = producer();
+    char tag[64];
+    const int N = 120;
+    for (int i = 0; i < N; i++) {
+        snprintf(tag, sizeof(tag), "m:%d", i);
+        produce_event(rk, "t-mongo", i % 4, &(evspec_t){.c = "camp-m", .p = "pub-1", .tag = tag});
+    }
+    flush_producer(rk);
+    rd_kafka_destroy(rk);
+
+    /* The sink keeps failing: the batch is retried with backoff, partitions paused. */
+    size_t failed = 0;
+    for (int64_t until = ts_now_ms() + 60000; ts_now_ms() < until && failed < 6; usleep(200000)) {
+        ts_mongo_sync(&mock);
+        failed = ts_mongo_count(&mock, "insert", "events");
+    }
+    if (failed < 6)
+        fail_msg("%zu failed inserts seen, expected the batch to be retried past the hang-up", failed);
+    assert_true(metric(&e, "adtrack_enricher_retries_total{stage=\"sink\"}") >= 5);
+    assert_true(wait_status(&e, 503, 10000));
+    bool none = false;
+    assert_int_equal(committed_sum("t-mongo", "g-mongo", &none), 0);
+    assert_true(none);
+    double lag = 0;
+    for (int64_t until = ts_now_ms() + 10000; ts_now_ms() < until && lag <= 0; usleep(100000))
+        lag = metric(&e, "adtrack_enricher_consumer_lag");
+    assert_true(lag > 0 && lag <= N);
+    ts_mongo_sync(&mock);
+    failed = ts_mongo_count(&mock, "insert", "events");
+    for (size_t i = 0; i < failed; i++)
+        assert_string_not_equal(ts_mongo_str_field(ts_mongo_report_in(&mock, "insert", "events", i), "action"),
+                                "default");
+    /* Still nothing committed a moment later. */
+    usleep(1500000);
+    assert_int_equal(committed_sum("t-mongo", "g-mongo", &none), 0);
+    assert_true(none);
+
+    /* MongoDB recovers: the batch goes through, then its offsets are committed. */
+    ts_mongo_ctl(&mock, "{\"op\": \"clear\"}");
+    long long sum = 0;
+    for (int64_t until = ts_now_ms() + 30000; ts_now_ms() < until && sum < N; usleep(200000))
+        sum = committed_sum("t-mongo", "g-mongo", &none);
+    assert_int_equal(sum, N);
+    assert_true(wait_status(&e, 200, 10000));
+    ts_mongo_sync(&mock);
+
+    /* Exactly once: the accepted inserts carry each event once, N in all. */
+    size_t total = ts_mongo_count(&mock, "insert", "events"), landed = 0;
+    char **ids = calloc((size_t)N + 1, sizeof(*ids));
+    assert_non_null(ids);
+    for (size_t i = 0; i < total; i++) {
+        const bson_t *r = ts_mongo_report_in(&mock, "insert", "events", i);
+        if (strcmp(ts_mongo_str_field(r, "action"), "default") != 0)
+            continue;
+        bson_iter_t it, docs;
+        assert_true(ts_mongo_report_find(r, "documents", &it) && bson_iter_recurse(&it, &docs));
+        while (bson_iter_next(&docs)) {
+            bson_iter_t d;
+            assert_true(bson_iter_recurse(&docs, &d) && bson_iter_find(&d, "_id"));
+            const char *id = bson_iter_utf8(&d, NULL);
+            for (size_t k = 0; k < landed; k++)
+                if (strcmp(ids[k], id) == 0)
+                    fail_msg("event %s inserted twice", id);
+            assert_true(landed < (size_t)N);
+            ids[landed++] = strdup(id);
+        }
+    }
+    assert_int_equal(landed, N);
+    for (size_t k = 0; k < landed; k++)
+        free(ids[k]);
+    free(ids);
+    assert_int_equal(metric(&e, "adtrack_enricher_events_total{outcome=\"valid\"}"), N);
+    for (int64_t until = ts_now_ms() + 10000; ts_now_ms() < until && lag != 0; usleep(100000))
+        lag = metric(&e, "adtrack_enricher_consumer_lag");
+    assert_true(lag == 0);
+    enricher_free(&e);
+    live_del(mock.proc.pid);
+    ts_mongo_stop(&mock);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -838,6 +1042,7 @@ int main(void)
         cmocka_unit_test_teardown(test_enricher__budget_race_within_bound, test_teardown),
         cmocka_unit_test_teardown(test_enricher__kill9_restart_exactly_once, test_teardown),
         cmocka_unit_test_teardown(test_enricher__redis_restart_resumes, test_teardown),
+        cmocka_unit_test_teardown(test_enricher__mongo_outage_commits_nothing_then_lands_once, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -7,6 +7,7 @@
 
 #include <bson/bson.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "at_event.h"
 
@@ -835,6 +836,281 @@ static void test_at_event_to_json__refuses_invalid_utf8_and_nul(void **state)
     assert_null(at_event_to_json(&ev, NULL));
 }
 
+
+/* ---- the fast envelope reader against libbson's ----------------------------------------- */
+
+static uint64_t fr_state = UINT64_C(0x2545F4914F6CDD1D);
+static bool fr_clean; /* generate only what the collector could write (in any layout) */
+
+static uint64_t fr_rnd(void)
+{
+    fr_state ^= fr_state >> 12;
+    fr_state ^= fr_state << 25;
+    fr_state ^= fr_state >> 27;
+    return fr_state * UINT64_C(2685821657736338717);
+}
+
+static size_t fr_below(size_t n)
+{
+    return (size_t)(fr_rnd() % n);
+}
+
+static const char *fr_pick(const char *const *v, size_t n)
+{
+    return v[fr_below(n)];
+}
+#define FR_PICK(v) fr_pick((v), AT_ARRAY_LEN(v))
+
+typedef struct fr_buf_s {
+    char s[8192];
+    size_t n;
+} fr_buf_t;
+
+static void fr_add(fr_buf_t *b, const char *s)
+{
+    size_t l = strlen(s);
+    if (b->n + l < sizeof(b->s)) {
+        memcpy(b->s + b->n, s, l);
+        b->n += l;
+    }
+}
+
+static void fr_ws(fr_buf_t *b)
+{
+    static const char *const ws[] = {"", "", "", " ", "  ", "\n", "\t", "\r\n ", "\v", "\f"};
+    /* \v and \f are not JSON whitespace: an occasional one checks that both readers refuse */
+    size_t k = fr_below(fr_clean ? 38 : 40);
+    fr_add(b, k < 30 ? "" : k < 38 ? ws[3 + fr_below(5)] : ws[8 + fr_below(2)]);
+}
+
+/* One member value for @p key, mostly right, sometimes of the wrong type or form. */
+static void fr_value(fr_buf_t *b, const char *key)
+{
+    static const char *const dates[] = {
+        "2026-11-21T13:27:02.123Z", "2026-11-21T13:27:02Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z",
+        "2024-02-29T00:00:00.000Z", "2023-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2000-02-29T12:00:00.5Z",
+        "2026-13-01T00:00:00Z", "2026-11-31T00:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21T23:59:60Z",
+        "1969-12-31T23:59:59.999Z", "2026-11-21T13:27:02.12Z", "2026-11-21T13:27:02.1234Z", "2026-11-21t13:27:02Z",
+        "2026-11-21T13:27:02z", "2026-11-21T13:27:02+01:00", "2026-11-21T13:27:02.123+0100", "2026-11-21 13:27:02Z",
+        "2026-11-21T13:27Z", "20261121T132702Z", "2026-11-21T13:27:02.-12Z", "0000-01-01T00:00:00Z",
+        "2026-00-10T00:00:00Z", "2026-11-00T00:00:00Z"};
+    static const char *const strs[] = {"camp-1", "pub-3", "slot-top", "u-42", "https://news.example/a?x=1&y=2",
+                                       "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0", "203.0.113.0", "run-1:17",
+                                       "", "a\\\"b", "caf\\u00e9", "\\ud83d\\ude00", "tab\\there", "\xc3\xa9t\xc3\xa9",
+                                       "\x7f", "\\/", "x\\u0000y", "camp 1", "\xff"};
+    static const char *const odd[] = {"1", "0", "-1", "1.0", "1e0", "01", "-0", "true", "false", "null", "[]",
+                                      "[1,\"a\"]", "{}", "{\"a\":1}", "12345678901234567890", "2147483648",
+                                      "-2147483649", "{\"$numberLong\":\"1\"}", "{\"$oid\":\"5f1e0a0a0a0a0a0a0a0a0a0a\"}",
+                                      "\"1\"", "1 2", "+1", ".5", "NaN"};
+    size_t r = fr_clean ? 8 + fr_below(42) : fr_below(100);
+    if (r < 8) {
+        fr_add(b, FR_PICK(odd));
+        return;
+    }
+    if (strcmp(key, "v") == 0) {
+        fr_add(b, r < 90 ? "1" : r < 94 ? "2" : r < 97 ? "1.0" : "\"1\"");
+    } else if (strcmp(key, "ts") == 0) {
+        fr_add(b, "{");
+        fr_ws(b);
+        fr_add(b, fr_below(20) == 0 && !fr_clean ? "\"$dat\"" : "\"$date\"");
+        fr_ws(b);
+        fr_add(b, ":");
+        fr_ws(b);
+        if (fr_below(10) == 0 && !fr_clean) {
+            fr_add(b, "{\"$numberLong\":\"1763731622123\"}");
+        } else if (fr_below(10) == 0 && !fr_clean) {
+            fr_add(b, "1763731622123");
+        } else {
+            char d[64];
+            if (r < 50) {
+                /* a random valid instant, as the collector writes it */
+                int64_t ms = (int64_t)(fr_rnd() % UINT64_C(253402300800000));
+                time_t secs = (time_t)(ms / 1000);
+                struct tm tm;
+                gmtime_r(&secs, &tm);
+                size_t dn = strftime(d, sizeof(d), "%Y-%m-%dT%H:%M:%S", &tm);
+                if (ms % 1000 != 0 || fr_below(2) == 0)
+                    snprintf(d + dn, sizeof(d) - dn, ".%03dZ", (int)(ms % 1000));
+                else
+                    snprintf(d + dn, sizeof(d) - dn, "Z");
+            } else {
+                snprintf(d, sizeof(d), "%s", FR_PICK(dates));
+            }
+            fr_add(b, "\"");
+            fr_add(b, d);
+            fr_add(b, "\"");
+        }
+        fr_ws(b);
+        if (fr_below(20) == 0 && !fr_clean)
+            fr_add(b, ",\"x\":1");
+        fr_add(b, "}");
+    } else if (strcmp(key, "id") == 0) {
+        static const char *const ids[] = {"\"0190a000-0000-7000-8000-0000000000aa\"", "\"0190A000-0000-7000-8000-0000000000AA\"",
+                                          "\"0190a000-0000-7000-8000-0000000000a\"", "\"0190a0000000700080000000000000aa\"",
+                                          "\"zz90a000-0000-7000-8000-0000000000aa\"", "\"\""};
+        fr_add(b, r < 80 ? ids[0] : FR_PICK(ids));
+    } else if (strcmp(key, "e") == 0) {
+        static const char *const es[] = {"\"imp\"", "\"view\"", "\"click\"", "\"conv\"", "\"hover\"", "\"\"", "\"IMP\""};
+        fr_add(b, r < 85 ? es[fr_below(4)] : FR_PICK(es));
+    } else if (strcmp(key, "src") == 0) {
+        static const char *const ss[] = {"\"pixel\"", "\"click\"", "\"beacon\"", "\"other\""};
+        fr_add(b, FR_PICK(ss));
+    } else {
+        fr_add(b, "\"");
+        fr_add(b, r < 70 ? strs[fr_below(8)] : FR_PICK(strs));
+        fr_add(b, "\"");
+    }
+}
+
+/* A generated envelope text: members in a random order, some missing, some repeated,
+ * unknown keys, random whitespace. */
+static void fr_envelope(fr_buf_t *b)
+{
+    static const char *const keys[] = {"v", "id", "ts", "e", "src", "c", "cr", "p", "pl", "uid",
+                                       "u", "ref", "ua", "ip", "d", "tag"};
+    static const char *const extra[] = {"x", "", "$date", "$x", "V", "c ", "tags", "\\u0063", "\xc3\xa9"};
+    const char *order[40];
+    size_t n = 0;
+    for (size_t i = 0; i < AT_ARRAY_LEN(keys); i++) {
+        bool required = i < 4 || i == 5;
+        if (fr_below(required ? 40 : 3) != 0)
+            order[n++] = keys[i];
+    }
+    size_t nextra = fr_below(8) == 0 ? 1 + fr_below(3) : 0;
+    if (fr_clean)
+        nextra = 0;
+    for (size_t i = 0; i < nextra; i++)
+        order[n++] = FR_PICK(extra);
+    if (fr_below(6) == 0)
+        order[n++] = FR_PICK(keys); /* a repeat */
+    for (size_t i = n; i > 1; i--) {
+        size_t j = fr_below(i);
+        const char *t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    b->n = 0;
+    fr_ws(b);
+    fr_add(b, "{");
+    for (size_t i = 0; i < n; i++) {
+        fr_ws(b);
+        if (i > 0) {
+            fr_add(b, ",");
+            fr_ws(b);
+        }
+        fr_add(b, "\"");
+        fr_add(b, order[i]);
+        fr_add(b, "\"");
+        fr_ws(b);
+        fr_add(b, ":");
+        fr_ws(b);
+        fr_value(b, order[i]);
+    }
+    fr_ws(b);
+    fr_add(b, fr_below(50) == 0 && !fr_clean ? "" : "}");
+    fr_ws(b);
+    if (fr_below(60) == 0 && !fr_clean)
+        fr_add(b, fr_below(2) ? "{}" : ",");
+}
+
+static bool fr_same_str(at_str_t a, at_str_t b)
+{
+    if ((a.p == NULL) != (b.p == NULL) || a.len != b.len)
+        return false;
+    return a.len == 0 || memcmp(a.p, b.p, a.len) == 0;
+}
+
+/* Both readers on @p s; they must agree. Returns true when the fast reader read it. */
+static bool fr_compare(const char *s, size_t n)
+{
+    at_event_parsed_t a, b;
+    at_err_t ea = {AT_OK, ""}, eb = {AT_OK, ""};
+    /* exact-size copy, so a read past the end is an ASan error */
+    char *in = malloc(n ? n : 1);
+    assert_non_null(in);
+    memcpy(in, s, n);
+    int ra = at_event_parse_json(in, n, &a, &ea);
+    int rb = at_event_parse_json_libbson(in, n, &b, &eb);
+    bool fast = ra == 0 && a.text != NULL;
+    free(in); /* the fast reader's views must not point into the input */
+    if (ra != rb)
+        fail_msg("readers disagree (%d vs libbson %d) on: %.*s", ra, rb, (int)n, s);
+    if (ra != 0) {
+        if (ea.code != eb.code || strcmp(ea.msg, eb.msg) != 0)
+            fail_msg("errors differ: '%s' vs libbson '%s' on: %.*s", ea.msg, eb.msg, (int)n, s);
+        return false;
+    }
+    bool same = a.v == b.v && memcmp(&a.ev.id, &b.ev.id, sizeof(a.ev.id)) == 0 && a.ev.ts_ms == b.ev.ts_ms &&
+                a.ev.type == b.ev.type && a.ev.src == b.ev.src && fr_same_str(a.ev.c, b.ev.c) &&
+                fr_same_str(a.ev.cr, b.ev.cr) && fr_same_str(a.ev.p, b.ev.p) && fr_same_str(a.ev.pl, b.ev.pl) &&
+                fr_same_str(a.ev.uid, b.ev.uid) && fr_same_str(a.ev.u, b.ev.u) && fr_same_str(a.ev.ref, b.ev.ref) &&
+                fr_same_str(a.ev.ua, b.ev.ua) && fr_same_str(a.ev.ip, b.ev.ip) && fr_same_str(a.ev.d, b.ev.d) &&
+                fr_same_str(a.ev.tag, b.ev.tag);
+    if (!same)
+        fail_msg("readers read different envelopes (ts %lld vs %lld) from: %.*s", (long long)a.ev.ts_ms,
+                 (long long)b.ev.ts_ms, (int)n, s);
+    at_event_parsed_free(&a);
+    at_event_parsed_free(&b);
+    assert_null(a.text);
+    return fast;
+}
+
+static void test_at_event_parse_json__fast_reader_agrees_with_libbson(void **state)
+{
+    (void)state;
+    fr_buf_t b;
+    size_t fast = 0, total = 0;
+    for (int i = 0; i < 40000; i++) {
+        fr_clean = i % 2 == 0;
+        fr_envelope(&b);
+        fast += fr_compare(b.s, b.n);
+        total++;
+        /* and a few mutations of it: a byte changed, inserted, deleted; a cut */
+        for (int m = 0; m < 3 && b.n > 0; m++) {
+            fr_buf_t c = b;
+            size_t at = fr_below(c.n);
+            static const char bytes[] = "{}[]:,\" \\0a-.eZT\x01\x80\xff";
+            char ch = bytes[fr_below(sizeof(bytes) - 1)];
+            switch (fr_below(4)) {
+            case 0:
+                c.s[at] = ch;
+                break;
+            case 1:
+                memmove(c.s + at + 1, c.s + at, c.n - at);
+                c.s[at] = ch;
+                c.n++;
+                break;
+            case 2:
+                memmove(c.s + at, c.s + at + 1, c.n - at - 1);
+                c.n--;
+                break;
+            default:
+                c.n = at;
+                break;
+            }
+            fast += fr_compare(c.s, c.n);
+            total++;
+        }
+    }
+    /* The fast reader must really carry the everyday envelopes. */
+    print_message("fast reader: %zu of %zu inputs\n", fast, total);
+    if (fast * 10 < total)
+        fail_msg("the fast reader read only %zu of %zu inputs", fast, total);
+
+    /* What the collector writes is read by the fast reader. */
+    at_event_t ev = base_event();
+    ev.ua = S("Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0");
+    ev.tag = S("run-1:17");
+    size_t len;
+    char *json = at_event_to_json(&ev, &len);
+    assert_true(fr_compare(json, len));
+    bson_free(json);
+    ev.ts_ms = INT64_C(1763731622000); /* whole second: no ".000" */
+    json = at_event_to_json(&ev, &len);
+    assert_true(fr_compare(json, len));
+    bson_free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -873,6 +1149,7 @@ int main(void)
         cmocka_unit_test(test_at_event_parse_json__first_key_wins_and_unknown_ignored),
         cmocka_unit_test(test_at_event_parse_json__reads_rejected_records),
         cmocka_unit_test(test_at_event_to_json__byte_identical_to_libbson),
+        cmocka_unit_test(test_at_event_parse_json__fast_reader_agrees_with_libbson),
         cmocka_unit_test(test_at_event_to_json__refuses_invalid_utf8_and_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -124,12 +124,58 @@ static void test_enr_ua_new__pattern_file(void **state)
     assert_int_equal(err.code, AT_ERR_IO);
 }
 
+static void test_enr_ua_cache_classify__same_answers_as_the_classifier(void **state)
+{
+    AT_UNUSED(state);
+    at_err_t err;
+    enr_ua_t *ua = enr_ua_new(NULL, &err);
+    assert_non_null(ua);
+    static const char *const uas[] = {
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36 Edg/120.0",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Version/17.0 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) Version/17.0 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+        "curl/8.4.0",
+        "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36",
+        "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/120.0 Safari/537.36",
+        "Opera/9.80",
+        "x",
+        "",
+    };
+    /* Two slots: entries keep replacing each other, and a UA that is a prefix of another
+     * must not be answered from the other's entry. */
+    enr_ua_cache_t *c = enr_ua_cache_new(ua, 2);
+    assert_non_null(c);
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < AT_ARRAY_LEN(uas); i++) {
+            for (size_t cut = strlen(uas[i]); cut + 12 > strlen(uas[i]) && cut != (size_t)-1; cut--) {
+                enr_ua_info_t want, got;
+                enr_ua_classify(ua, uas[i], cut, &want);
+                enr_ua_cache_classify(c, uas[i], cut, &got);
+                assert_int_equal(got.family, want.family);
+                assert_int_equal(got.device, want.device);
+                assert_int_equal(got.bot, want.bot);
+                enr_ua_cache_classify(c, uas[i], cut, &got); /* now a hit */
+                assert_int_equal(got.family, want.family);
+                assert_int_equal(got.device, want.device);
+                assert_int_equal(got.bot, want.bot);
+            }
+        }
+    }
+    enr_ua_cache_destroy(c);
+    enr_ua_cache_destroy(NULL);
+    enr_ua_destroy(ua);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_enr_ua_classify__families_and_devices),
         cmocka_unit_test(test_enr_ua_classify__default_bots),
         cmocka_unit_test(test_enr_ua_new__pattern_file),
+        cmocka_unit_test(test_enr_ua_cache_classify__same_answers_as_the_classifier),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -313,6 +313,84 @@ static void test_enr_doc_event__fields(void **state)
     bson_destroy(&doc);
 }
 
+/* The document as libbson's appends build it, field by field: the reference for the
+ * hand-built bytes of enr_doc_event(). */
+static void ref_put(bson_t *out, const char *key, at_str_t s)
+{
+    if (s.len > 0)
+        bson_append_utf8(out, key, -1, s.p, (int)s.len);
+}
+
+static void ref_doc_event(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, const enr_publisher_t *pb,
+                          const enr_verdict_t *v)
+{
+    char id[AT_UUID_STR_LEN + 1], ip[46];
+    at_uuid_format(&ev->id, id);
+    BSON_APPEND_UTF8(out, "_id", id);
+    BSON_APPEND_INT32(out, "v", AT_EVENT_SCHEMA_VERSION);
+    BSON_APPEND_DATE_TIME(out, "ts", ev->ts_ms);
+    BSON_APPEND_UTF8(out, "e", at_event_type_str(ev->type));
+    BSON_APPEND_UTF8(out, "src", at_event_src_str(ev->src));
+    ref_put(out, "c", ev->c);
+    ref_put(out, "cr", ev->cr);
+    ref_put(out, "p", ev->p);
+    ref_put(out, "pl", ev->pl);
+    ref_put(out, "uid", ev->uid);
+    ref_put(out, "u", ev->u);
+    ref_put(out, "ref", ev->ref);
+    ref_put(out, "ua", ev->ua);
+    if (ev->ip.len > 0 && enr_ip_anonymize(ev->ip.p, ev->ip.len, ip) == 0)
+        BSON_APPEND_UTF8(out, "ip", ip);
+    ref_put(out, "d", ev->d);
+    ref_put(out, "tag", ev->tag);
+    BSON_APPEND_UTF8(out, "advertiser", cp->advertiser);
+    BSON_APPEND_UTF8(out, "advertiser_name", cp->advertiser_name);
+    BSON_APPEND_UTF8(out, "campaign_name", cp->name);
+    BSON_APPEND_UTF8(out, "publisher_name", pb->name);
+    BSON_APPEND_INT64(out, "price_micros", v->price_micros);
+    BSON_APPEND_UTF8(out, "ua_family", enr_ua_family_str(v->ua.family));
+    BSON_APPEND_UTF8(out, "device", enr_device_str(v->ua.device));
+}
+
+static void test_enr_doc_event__same_bytes_as_libbson_appends(void **state)
+{
+    fx_t *fx = *state;
+    const enr_entry_t *ce = enr_cache_get(fx->cache, ENR_CAMPAIGN, "camp-1", 6);
+    const enr_entry_t *pe = enr_cache_get(fx->cache, ENR_PUBLISHER, "pub-1", 5);
+    static char big[10000];
+    memset(big, 'x', sizeof(big));
+    for (int i = 0; i < 64; i++) {
+        at_event_t ev = ev_base();
+        at_uuid_parse("0190a000-0000-7000-8000-000000000001", 36, &ev.id);
+        enr_verdict_t v;
+        memset(&v, 0, sizeof(v));
+        v.price_micros = i % 3 == 0 ? 2500 : i % 3 == 1 ? 0 : -(INT64_C(1) << 40);
+        v.ua.family = (enr_ua_family_t)(i % 6);
+        v.ua.device = (enr_device_t)(i % 5);
+        ev.ts_ms = i % 4 == 0 ? -1 : INT64_C(1795786022123) + i;
+        ev.type = (at_event_type_t)(i % 5);
+        ev.src = (at_event_src_t)(i % 3);
+        /* absent, present, NUL inside, and (i >= 60) larger than the stack buffer */
+        if (i % 2)
+            ev.cr = S("cr-9");
+        if (i % 5 == 1)
+            ev.ref = (at_str_t){"a\0b\"c\xc3\xa9", 7};
+        if (i % 7 == 3)
+            ev.ip = S("2001:db8::1");
+        if (i % 11 == 4)
+            ev.ip = S("nope");
+        if (i >= 60)
+            ev.u = (at_str_t){big, (size_t)(2000 + (i - 60) * 2000)};
+        bson_t got = BSON_INITIALIZER, want = BSON_INITIALIZER;
+        enr_doc_event(&got, &ev, ce->u.campaign, pe->u.publisher, &v);
+        ref_doc_event(&want, &ev, ce->u.campaign, pe->u.publisher, &v);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(bson_get_data(&got), bson_get_data(&want), want.len);
+        bson_destroy(&got);
+        bson_destroy(&want);
+    }
+}
+
 static void test_enr_doc_rejected__fields(void **state)
 {
     AT_UNUSED(state);
@@ -356,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_enr_price_micros__rules),
         cmocka_unit_test(test_enr_ip_anonymize__v4_v6),
         cmocka_unit_test_setup_teardown(test_enr_doc_event__fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_doc_event__same_bytes_as_libbson_appends, setup, teardown),
         cmocka_unit_test(test_enr_doc_rejected__fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
