@@ -19,6 +19,8 @@ shorter than the drain fails the test. What it checks:
   targets, the governing Service, compose depends_on, mounted files) resolve;
 - HAProxy gets exactly the variables deploy/haproxy.cfg reads;
 - the topics the binaries use by default are the ones the compose init creates;
+- dashboard: every --scrape target is NAME=http://HOST:PORT/metrics; in compose each HOST is
+  an adtrack service listening on PORT, and every collector and enricher is scraped once;
 - docker-entrypoint.sh selects every service (its `<service> --help` is the binary's);
 - the Dockerfile ships every binary the entrypoint selects, and its runtime stage installs
   the packages of every shared library the binaries link (ldd + dpkg -S + apt-cache).
@@ -38,9 +40,12 @@ SERVICES = {
     "coredata": "adtrack-coredata",
     "loadtest": "adtrack-loadtest",
     "devstream": "adtrack-devstream",
+    "dashboard": "adtrack-dashboard",
     "adtrack": "adtrack",
 }
-HTTP_SERVICES = ("collector", "enricher", "coredata")
+HTTP_SERVICES = ("collector", "enricher", "coredata", "dashboard")
+# Services whose /metrics the compose dashboard must scrape (each instance, by its own name).
+SCRAPED_SERVICES = ("collector", "enricher")
 PROBE_PATHS = ("/healthz", "/readyz")
 # Seconds the enricher may spend on its last batch after SIGTERM (docs/ENRICHER.md), and the
 # time coredata gives Redis and Kafka (docs/COREDATA.md): grace periods must cover them.
@@ -200,6 +205,8 @@ def check_compose(src, opts, raw_topics):
     collectors = []
     haproxy_ip = None
     trusted = {}
+    scrapes = {}  # compose service name -> its dashboard's --scrape values
+    service_kind = {}  # compose service name -> adtrack service (collector, ...)
 
     for name, s in services.items():
         where = "compose " + name
@@ -231,8 +238,11 @@ def check_compose(src, opts, raw_topics):
         if found is None:
             continue
         svc, args = found
+        service_kind[name] = svc
         env = compose_env(s)
         check_settings(where, svc, opts, env.keys(), args)
+        if svc == "dashboard":
+            scrapes[name] = scrape_values(env, args)
         if svc in HTTP_SERVICES:
             listen = setting(opts, svc, env, args, "listen")
             port = port_of(listen)
@@ -283,6 +293,7 @@ def check_compose(src, opts, raw_topics):
 
     if not collectors:
         problem("compose", "no collector service found")
+    check_compose_scrapes(scrapes, service_kind, listen_ports)
     # HAProxy: exactly the variables haproxy.cfg reads; collectors addressed on their ports.
     hp = services.get("haproxy")
     wanted = haproxy_vars(src)
@@ -305,6 +316,50 @@ def check_compose(src, opts, raw_topics):
             nets = [x.strip() for x in t.split(",") if x.strip()]
             if haproxy_ip is None or nets != [haproxy_ip + "/32"]:
                 problem("compose " + name, "trusted proxies %r should be exactly HAProxy's %s/32" % (t, haproxy_ip))
+
+
+def scrape_values(env, args):
+    """Every --scrape NAME=URL of a dashboard: the flags, else ADTRACK_SCRAPE (comma-separated)."""
+    vals = [args[i + 1] for i, a in enumerate(args) if a == "--scrape" and i + 1 < len(args)]
+    vals += [a.split("=", 1)[1] for a in args if isinstance(a, str) and a.startswith("--scrape=")]
+    if not vals and env.get("ADTRACK_SCRAPE"):
+        vals = [v.strip() for v in env["ADTRACK_SCRAPE"].split(",") if v.strip()]
+    return vals
+
+
+def parse_scrape(where, value):
+    """NAME=http://HOST:PORT/metrics -> (name, host, port), or None after reporting a problem."""
+    m = re.match(r"^([^=\s]+)=http://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d+)(/\S*)$", value)
+    if not m:
+        problem(where, "--scrape %r is not NAME=http://HOST:PORT/PATH" % value)
+        return None
+    if m.group(4) != "/metrics":
+        problem(where, "--scrape %s: path %s, the services serve /metrics" % (value, m.group(4)))
+    return m.group(1), m.group(2), int(m.group(3))
+
+
+def check_compose_scrapes(scrapes, service_kind, listen_ports):
+    if not scrapes:
+        problem("compose", "no dashboard service found")
+    for dash, values in scrapes.items():
+        where = "compose " + dash
+        names, hosts = set(), []
+        for v in values:
+            parsed = parse_scrape(where, v)
+            if parsed is None:
+                continue
+            name, host, port = parsed
+            if name in names:
+                problem(where, "--scrape name %s used twice" % name)
+            names.add(name)
+            hosts.append(host)
+            if host not in service_kind:
+                problem(where, "--scrape %s: %s is not an adtrack service in compose" % (v, host))
+            elif listen_ports.get(host) != port:
+                problem(where, "--scrape %s: %s listens on port %s" % (v, host, listen_ports.get(host)))
+        wanted = sorted(n for n, k in service_kind.items() if k in SCRAPED_SERVICES)
+        if sorted(hosts) != wanted:
+            problem(where, "scrapes %s, but the collectors and enrichers are %s" % (sorted(hosts), wanted))
 
 
 def grace_too_short(s, seconds):
@@ -396,6 +451,7 @@ def check_k8s(src, opts, raw_partitions):
         uid = re.search(r"--uid (\d+)", f.read())
     uid = int(uid.group(1)) if uid else None
     enricher_settings = {}
+    deployed = set()  # adtrack services that have a workload in the base
 
     for kind in ("Deployment", "StatefulSet"):
         for path, d in by_kind.get(kind, []):
@@ -422,8 +478,12 @@ def check_k8s(src, opts, raw_partitions):
                     problem(cwhere, "args must start with a service name, got %r" % (args,))
                     continue
                 svc, rest = args[0], args[1:]
+                deployed.add(svc)
                 env = container_env(c, configmaps, cwhere)
                 check_settings(cwhere, svc, opts, env.keys(), rest)
+                if svc == "dashboard":
+                    for v in scrape_values(env, rest):
+                        parse_scrape(cwhere, v)
                 ports = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
                 listen = setting(opts, svc, env, rest, "listen")
                 lport = port_of(listen)
@@ -475,6 +535,9 @@ def check_k8s(src, opts, raw_partitions):
                     if spec.get("replicas", 1) != 1 or (spec.get("strategy") or {}).get("type") != "Recreate":
                         problem(cwhere, "coredata is a single writer: replicas 1 and strategy Recreate")
 
+    for svc in HTTP_SERVICES:
+        if svc not in deployed:
+            problem(os.path.join(kdir, "kustomization.yaml"), "no workload runs %s in the base" % svc)
     pod_labels = [(n, w["spec"]["template"]["metadata"].get("labels") or {}) for (_, n), w in workloads.items()]
     for name, s in services.items():
         sel = s["spec"].get("selector") or {}
