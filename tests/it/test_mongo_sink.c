@@ -21,7 +21,9 @@
 #include "enr_sink.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -464,6 +466,41 @@ static void test_enr_sink_mongo_new__server_down_at_start(void **state)
     bson_destroy(doc);
 }
 
+/* The peer keeps answering while the test leaves its reports unread (as the enricher test
+ * does while it polls Kafka after clearing the rules). Each report here is ~45 KB (below
+ * TS_MONGO_LINE_MAX), three of them twice the 64 KiB a pipe holds: a peer that wrote
+ * reports straight into the pipe would stop answering at the second write, which would
+ * then fail with a socket timeout. */
+static void test_enr_sink_mongo_write__peer_answers_while_reports_unread(void **state)
+{
+    fx_t *fx = *state;
+    enum { NEV = 100, ROUNDS = 3 };
+    char pad[401];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    bson_t *evs[NEV];
+    for (int i = 0; i < NEV; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "0190a1b2-0000-7000-8000-%012d", 100 + i);
+        evs[i] = BCON_NEW("_id", BCON_UTF8(id), "c", "camp-1", "pad", BCON_UTF8(pad));
+    }
+    for (int r = 0; r < ROUNDS; r++) {
+        enr_sink_result_t res = {0, 0};
+        at_err_t err;
+        at_err_clear(&err);
+        int rc = enr_sink_write(fx->sink, (const bson_t *const *)evs, NEV, NULL, 0, &res, &err);
+        if (rc != 0)
+            fail_msg("write %d with the peer's reports unread: %s", r, err.msg);
+        assert_int_equal(res.inserted, NEV);
+    }
+    ts_mongo_sync(&fx->mock);
+    assert_int_equal(ts_mongo_count(&fx->mock, "insert", "events"), ROUNDS);
+    const bson_t *last = ts_mongo_report_in(&fx->mock, "insert", "events", ROUNDS - 1);
+    assert_string_equal(ts_mongo_report_str(last, "documents.99.pad"), pad);
+    for (int i = 0; i < NEV; i++)
+        bson_destroy(evs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +518,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_enr_sink_mongo_write__missing_id_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enr_sink_mongo_write__empty_batch_pings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_sink_mongo_write__peer_answers_while_reports_unread, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_enr_sink_mongo_new__write_concern_options, setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_enr_sink_mongo_new__server_down_at_start, setup_bare, teardown),
     };

@@ -13,8 +13,10 @@ stdout, one JSON object per line, each with an "event" field:
   {"event": "listening", "port": 40123, "uri": "mongodb://127.0.0.1:40123"}   (always first)
   {"event": "command", "seq": 3, "cmd": "insert", "db": "adtrack", "collection": "events",
    "action": "duplicate", "doc": {...the whole command, documents included...}}
-      one per request received, written (and flushed) BEFORE the reply is sent, so once the
-      client call returned, its report is already in the pipe
+      one per request received, queued for stdout BEFORE the reply is sent; lines leave in
+      the order they were queued, so an ack read after a client call returned comes after
+      every report of that call. Lines are written by a writer thread and never block the
+      server: the test may leave stdout unread for as long as it likes (see emit())
   {"event": "ack", "op": "rule", "id": 2}       one per control line, after it took effect
   {"event": "error", "msg": "..."}              a control line that could not be parsed, or a
                                                 rule that failed while answering (the client
@@ -52,6 +54,7 @@ numIndexesAfter: 2}; anything else (endSessions, ping, buildInfo, killCursors, .
 """
 import argparse
 import os
+import queue
 import signal
 import sys
 import threading
@@ -73,18 +76,46 @@ HELLO = OrderedDict([
 
 HANDSHAKE_CMDS = ("ismaster", "hello")
 
-_out_lock = threading.Lock()
 # The protocol goes to the real stdout only; anything else that prints (mockupdb's verbose
 # log, a stray traceback helper) is sent to stderr by main().
 _OUT = sys.stdout
+# Lines waiting for stdout, in emit() order; unbounded on purpose (see emit()).
+_out_q = queue.Queue()
+
+
+def _writer():
+    """The only thread that writes stdout: takes whole lines from _out_q, in order."""
+    while True:
+        line = _out_q.get()
+        _OUT.write(line)
+        _OUT.flush()
+        _out_q.task_done()
 
 
 def emit(obj):
-    """Writes one JSON line to stdout; whole lines only, from any thread."""
-    line = json_util.dumps(obj, json_options=RELAXED_JSON_OPTIONS)
-    with _out_lock:
-        _OUT.write(line + "\n")
-        _OUT.flush()
+    """Queues one JSON line for stdout, from any thread; never blocks.
+
+    Why a queue and not a direct write: mockupdb runs every autoresponder while holding its
+    server-wide lock (MockupDB._server_loop is @_synchronized), and the test reads stdout only
+    inside ts_mongo_ctl(). A report of a large insert (120 events are ~58 KB of JSON, the pipe
+    holds 64 KiB) written straight into a pipe the test is not reading blocks the handler
+    before it replies, and with it every other connection's hello: the whole peer hangs until
+    the test reads again, which looks to the client like a dead server. Queued lines keep
+    their order, so a control ack still follows every report queued before it."""
+    _out_q.put(json_util.dumps(obj, json_options=RELAXED_JSON_OPTIONS) + "\n")
+
+
+def flush_out(timeout_s):
+    """Waits up to @timeout_s for the writer to hand every queued line to stdout (a reader
+    that stopped reading must not keep the peer from exiting)."""
+    done = threading.Event()
+
+    def wait_all():
+        _out_q.join()
+        done.set()
+
+    threading.Thread(target=wait_all, daemon=True).start()
+    done.wait(timeout_s)
 
 
 class Script(object):
@@ -271,6 +302,7 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="mockupdb's own request log on stderr")
     args = ap.parse_args()
 
+    threading.Thread(target=_writer, name="stdout-writer", daemon=True).start()
     script = Script()
     for text in args.rule:
         script.add(json_util.loads(text))
@@ -299,9 +331,8 @@ def main():
     except SystemExit:
         pass
     # mockupdb.stop() joins every connection thread for up to 10 s each; a test peer has
-    # nothing to flush, so leave at once.
-    with _out_lock:
-        _OUT.flush()
+    # nothing else to flush, so leave once the queued lines (the stop ack) are out.
+    flush_out(2.0)
     os._exit(0)
 
 
