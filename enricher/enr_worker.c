@@ -34,6 +34,9 @@
 
 #define BACKOFF_MIN_MS 100
 #define STOP_GRACE_MS 15000
+/* Stall watchdog: an unpaused worker with assigned partitions, a consumer lag > 0 in the
+ * statistics, and no message for this long re-assigns its partitions (see stall_check()). */
+#define STALL_MS 3000
 
 typedef struct item_s {
     rd_kafka_message_t *msg;
@@ -85,6 +88,8 @@ typedef struct worker_s {
     long dr_pending, dr_failed;
     bool stored;                    /* the batch is in the sink and topic; only the commit is left */
     int64_t stop_deadline;
+    int64_t last_progress_ms;       /* last message consumed, (re-)assignment or resume */
+    int64_t lag;                    /* from the last statistics document; -1 = none since assign */
 } worker_t;
 
 /* ---- small helpers ---- */
@@ -149,6 +154,8 @@ static void set_assigned(worker_t *w, const rd_kafka_topic_partition_list_t *par
     if (w->assignment != NULL)
         rd_kafka_topic_partition_list_destroy(w->assignment);
     w->assignment = parts != NULL ? rd_kafka_topic_partition_list_copy(parts) : NULL;
+    w->last_progress_ms = enr_mono_ms();
+    w->lag = -1;
     atomic_store(&w->srv->assigned, parts != NULL ? parts->cnt : 0);
 }
 
@@ -165,16 +172,23 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     char n[16];
     snprintf(n, sizeof(n), "%d", parts != NULL ? parts->cnt : 0);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        rd_kafka_assign(rk, parts);
-        set_assigned(w, parts);
         /* librdkafka keeps a partition's pause flag across revoke and re-assign: a partition
          * paused by a failed batch, revoked, and handed back to this worker would otherwise
-         * never be fetched again (seen in tests/e2e/failover.sh). So the flag is set here
-         * explicitly, either way. */
+         * never be fetched again (seen in tests/e2e/failover.sh). So the flag is set
+         * explicitly, either way, and BEFORE rd_kafka_assign(): in librdkafka 2.0.2 a
+         * pause/resume takes a new per-partition op version and then queues its op, and
+         * the main thread does the same for the FETCH_START of a new assignment (once the
+         * committed offsets arrive, a millisecond later on a local broker). Issued after
+         * assign(), our resume could take the later version but be queued first; the
+         * FETCH_START is then served as "outdated" and dropped, and the partition stays
+         * assigned, unpaused and never fetched (both failover.sh stalls). Before assign()
+         * no FETCH_START exists yet; partitions this client never had are skipped. */
         if (w->paused)
-            rd_kafka_pause_partitions(rk, w->assignment);
-        else if (w->assignment != NULL)
-            rd_kafka_resume_partitions(rk, w->assignment);
+            rd_kafka_pause_partitions(rk, parts);
+        else
+            rd_kafka_resume_partitions(rk, parts);
+        rd_kafka_assign(rk, parts);
+        set_assigned(w, parts);
         atomic_store(&w->srv->kafka_ok, true);
         at_log(AT_LOG_INFO, "enricher", "partitions assigned", "count", n, NULL);
     } else {
@@ -280,7 +294,8 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     AT_UNUSED(rk);
     bson_t *doc = bson_new_from_json((const uint8_t *)json, (ssize_t)len, NULL);
     if (doc != NULL) {
-        at_gauge_set(w->srv->stats.consumer_lag, (double)stats_lag(w, doc));
+        w->lag = stats_lag(w, doc);
+        at_gauge_set(w->srv->stats.consumer_lag, (double)w->lag);
         bson_destroy(doc);
     }
     return 0; /* librdkafka frees json */
@@ -303,9 +318,42 @@ static void resume_all(worker_t *w)
     if (!w->paused)
         return;
     w->paused = false;
+    w->last_progress_ms = enr_mono_ms();
     atomic_store(&w->srv->paused, false);
     if (w->assignment != NULL)
         rd_kafka_resume_partitions(w->rk, w->assignment);
+}
+
+/* Stall watchdog, a safety net behind the ordering in on_rebalance(): librdkafka 2.0.2 can
+ * leave an assigned, unpaused partition without a fetch position (a FETCH_START dropped as
+ * outdated by a racing pause/resume, see on_rebalance(); or a committed-offset reply
+ * dropped because the assignment changed meanwhile). The worker then idles while the lag
+ * grows. Re-assigning the same partitions rebuilds the client's assignment state (committed
+ * offsets fetched again, fetchers started again), so an idle worker that is owed messages
+ * gets them.
+ * Only called between batches (nothing in hand, so nothing uncommitted is lost: the
+ * partitions restart from the committed offsets, as after any rebalance). */
+static void stall_check(worker_t *w)
+{
+    if (w->paused || w->assignment == NULL || w->noverflow > 0 || w->lag <= 0 ||
+        enr_mono_ms() - w->last_progress_ms < STALL_MS)
+        return;
+    char lag[32], n[16];
+    snprintf(lag, sizeof(lag), "%lld", (long long)w->lag);
+    snprintf(n, sizeof(n), "%d", w->assignment->cnt);
+    at_log(AT_LOG_WARN, "enricher", "consumer stalled (assigned, not paused, lag > 0, nothing fetched); re-assigning",
+           "lag", lag, "partitions", n, NULL);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_copy(w->assignment);
+    for (int i = 0; i < parts->cnt; i++)
+        parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID; /* from the committed offsets */
+    rd_kafka_assign(w->rk, NULL);
+    rd_kafka_resume_partitions(w->rk, parts); /* before assign(): see on_rebalance() */
+    rd_kafka_resp_err_t e = rd_kafka_assign(w->rk, parts);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        at_log(AT_LOG_WARN, "enricher", "re-assign after stall failed", "error", rd_kafka_err2str(e), NULL);
+    rd_kafka_topic_partition_list_destroy(parts);
+    w->last_progress_ms = enr_mono_ms();
+    w->lag = -1;
 }
 
 /* ---- batch state ---- */
@@ -378,6 +426,7 @@ static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
         return NULL;
     }
     atomic_store(&w->srv->kafka_ok, true);
+    w->last_progress_ms = enr_mono_ms();
     return m;
 }
 
@@ -411,8 +460,11 @@ static size_t collect(worker_t *w)
             w->abandon = false;
             deadline = 0;
         }
-        if (m == NULL)
+        if (m == NULL) {
+            if (w->nitems == 0)
+                stall_check(w);
             continue;
+        }
         if (push_msg(w, m) != 0) {
             push_overflow(w, m);
             break;

@@ -24,7 +24,9 @@
 # FAILOVER_MIN_SUCCESS (default 0.999), FAILOVER_COLLECTOR_ARGS (extra collector options, split on
 # spaces; default none. The collector's own default reconnect.backoff.max.ms is 1 s: with
 # librdkafka's 10 s, a request whose partition leader is down waited up to ~12 s, see
-# docs/bench/failover.md). Everything this script starts is stopped on exit.
+# docs/bench/failover.md), FAILOVER_ENRICHER_ARGS (extra enricher options, split on spaces; default
+# none; e.g. "--kafka-prop debug=cgrp,fetch,topic" to trace the consumers). Everything this
+# script starts is stopped on exit.
 set -euo pipefail
 
 BIN_DIR="${ADTRACK_BIN_DIR:?ADTRACK_BIN_DIR not set}"
@@ -35,6 +37,7 @@ KILL_S="${FAILOVER_KILL_S:-45}"
 ROLLING_S="${FAILOVER_ROLLING_S:-40}"
 MIN_SUCCESS="${FAILOVER_MIN_SUCCESS:-0.999}"
 COLLECTOR_ARGS="${FAILOVER_COLLECTOR_ARGS-}"
+ENRICHER_ARGS="${FAILOVER_ENRICHER_ARGS-}"
 CLICK_KEY=failover-click-key
 START_EPOCH=$(date +%s)
 
@@ -180,8 +183,9 @@ timeout 30 "$BIN_DIR/adtrack" --api "http://127.0.0.1:$CD_PORT" --token "$TOKEN"
 # ---- two enrichers, one file sink each (docs/ENRICHER.md: one data directory per instance) ----
 for i in 1 2; do
     port=$(free_port)
+    # shellcheck disable=SC2086 # ENRICHER_ARGS is split on purpose
     "$BIN_DIR/adtrack-enricher" --brokers "$BOOT" --redis "127.0.0.1:$REDIS_PORT" --data-dir "$OUT/sink$i" \
-        --listen "127.0.0.1:$port" > "$OUT/enricher$i.log" 2>&1 &
+        --listen "127.0.0.1:$port" $ENRICHER_ARGS > "$OUT/enricher$i.log" 2>&1 &
     track $!
     wait_tcp "adtrack-enricher $i" $! "$port" "$OUT/enricher$i.log"
     declare "ENR_PORT_$i=$port"
