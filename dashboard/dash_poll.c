@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "at_log.h"
+#include "at_redis.h"
 
 #define SUB_CHANNEL "adtrack:coredata"
 #define CHUNK 64
@@ -39,36 +40,6 @@ int64_t dash_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static redisContext *redis_connect(const char *addr, int64_t timeout_ms, at_err_t *err)
-{
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof(host)) {
-        at_err_set(err, AT_ERR_INVALID, "--redis: expected HOST:PORT, got '%s'", addr);
-        return NULL;
-    }
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    int port = atoi(colon + 1);
-    if (port <= 0 || port > 65535) {
-        at_err_set(err, AT_ERR_INVALID, "--redis: expected a port from 1 to 65535 in '%s'", addr);
-        return NULL;
-    }
-    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    redisContext *rc = redisConnectWithTimeout(host, port, tv);
-    if (rc == NULL) {
-        at_err_set(err, AT_ERR_NOMEM, "redis: out of memory");
-        return NULL;
-    }
-    if (rc->err) {
-        at_err_set(err, AT_ERR_UNAVAILABLE, "redis %s: %s", addr, rc->errstr);
-        redisFree(rc);
-        return NULL;
-    }
-    redisSetTimeout(rc, tv);
-    return rc;
 }
 
 static int reply_err(redisContext *rc, redisReply *r, const char *what, at_err_t *err)
@@ -163,7 +134,7 @@ static int poll_redis(dash_server_t *srv, int64_t now_ms, at_err_t *err)
     const dash_conf_t *conf = srv->conf;
     redisContext *rc = srv->redis;
     if (rc == NULL) {
-        rc = redis_connect(conf->redis, conf->redis_timeout_ms, err);
+        rc = at_redis_connect(conf->redis, conf->redis_timeout_ms, err);
         if (rc == NULL)
             return -1;
         srv->redis = rc;
@@ -359,7 +330,7 @@ void *dash_sub_main(void *arg)
     int64_t backoff = 100;
     while (!atomic_load(&srv->stopping)) {
         at_err_t err;
-        redisContext *sub = redis_connect(srv->conf->redis, srv->conf->redis_timeout_ms, &err);
+        redisContext *sub = at_redis_connect(srv->conf->redis, srv->conf->redis_timeout_ms, &err);
         if (sub != NULL) {
             /* The subscription waits for messages indefinitely: no read timeout here. */
             struct timeval none = {0, 0};

@@ -1,5 +1,5 @@
 /*
- * enr_redis.h: the enricher's Redis reads: connecting, read-through fetches of cache
+ * enr_redis.h: the enricher's Redis reads (connections come from at_redis_connect): read-through fetches of cache
  * misses (one pipelined round trip per batch) and the full resync of the core-data cache
  * (docs/CORE-DATA.md). Synchronous hiredis on the calling thread, with timeouts.
  */
@@ -8,11 +8,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "at_redis.h"
 #include "enr_cache.h"
-
-/* Returns a connected context with @p timeout_ms for connect and every command, or NULL
- * with @p err (AT_ERR_UNAVAILABLE). @p addr is HOST:PORT. Free with redisFree(). */
-redisContext *enr_redis_connect(const char *addr, int64_t timeout_ms, at_err_t *err);
 
 /* One item to fetch into the cache. */
 typedef struct enr_fetch_s {

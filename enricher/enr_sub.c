@@ -62,7 +62,7 @@ static void session(enr_server_t *srv, redisContext *sub, int64_t *backoff)
     }
     freeReplyObject(r);
 
-    redisContext *cmd = enr_redis_connect(srv->conf->redis, srv->conf->redis_timeout_ms, &err);
+    redisContext *cmd = at_redis_connect(srv->conf->redis, srv->conf->redis_timeout_ms, &err);
     if (cmd == NULL) {
         at_log(AT_LOG_WARN, "enricher", "resync connection failed", "error", err.msg, NULL);
         return;
@@ -113,7 +113,7 @@ void *enr_sub_main(void *arg)
     at_err_t err;
 
     while (!atomic_load(&srv->stopping)) {
-        redisContext *sub = enr_redis_connect(srv->conf->redis, srv->conf->redis_timeout_ms, &err);
+        redisContext *sub = at_redis_connect(srv->conf->redis, srv->conf->redis_timeout_ms, &err);
         if (sub != NULL) {
             redisEnableKeepAlive(sub);
             session(srv, sub, &backoff);

@@ -573,7 +573,7 @@ static int ensure_redis(worker_t *w, at_err_t *err)
         redisFree(w->rc);
         w->rc = NULL;
     }
-    w->rc = enr_redis_connect(w->conf->redis, w->conf->redis_timeout_ms, err);
+    w->rc = at_redis_connect(w->conf->redis, w->conf->redis_timeout_ms, err);
     if (w->rc == NULL)
         return -1;
     at_counter_add(w->srv->stats.redis_commands, 1);

@@ -1,0 +1,19 @@
+/*
+ * at_redis.h: the one way the services open a hiredis connection from a `--redis
+ * HOST:PORT` option (the enricher's reader and subscriber, the dashboard's poller and
+ * subscriber). Synchronous hiredis, with timeouts.
+ */
+#ifndef AT_REDIS_H
+#define AT_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+
+#include "at_err.h"
+
+/* Returns a connected context with @p timeout_ms for connect and every command, or NULL
+ * with @p err (AT_ERR_INVALID for a malformed @p addr, AT_ERR_UNAVAILABLE when Redis does
+ * not answer). @p addr is HOST:PORT. The caller owns the context: free with redisFree(). */
+redisContext *at_redis_connect(const char *addr, int64_t timeout_ms, at_err_t *err);
+
+#endif
