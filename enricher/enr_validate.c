@@ -98,8 +98,8 @@ static void put_str(bson_t *out, const char *key, at_str_t s)
         bson_append_utf8(out, key, -1, s.p, (int)s.len);
 }
 
-static void doc_event_appends(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, const enr_publisher_t *pb,
-                              const enr_verdict_t *v)
+void enr_doc_event_libbson(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, const enr_publisher_t *pb,
+                           const enr_verdict_t *v)
 {
     char id[AT_UUID_STR_LEN + 1], ip[46];
 
@@ -238,7 +238,7 @@ void enr_doc_event(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, 
             return;
         bson_reinit(out);
     }
-    doc_event_appends(out, ev, cp, pb, v);
+    enr_doc_event_libbson(out, ev, cp, pb, v);
 }
 
 int enr_doc_rejected(bson_t *out, const char *rid, const at_event_t *ev, at_reject_t reason, const char *detail,

@@ -62,6 +62,12 @@ int enr_ip_anonymize(const char *ip, size_t len, char out[46]);
 void enr_doc_event(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, const enr_publisher_t *pb,
                    const enr_verdict_t *v);
 
+/* The same document built with libbson's appends, field by field: enr_doc_event()'s
+ * fallback for documents too large for its buffer, and the reference its hand-built bytes
+ * are tested against. */
+void enr_doc_event_libbson(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, const enr_publisher_t *pb,
+                           const enr_verdict_t *v);
+
 /*
  * Appends a rejected document to @p out: "_id" = @p rid, then what
  * at_event_rejected_to_json() writes (the readable fields of @p ev, which may be NULL,
