@@ -3,6 +3,7 @@
  */
 #include "at_redis.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -35,4 +36,24 @@ redisContext *at_redis_connect(const char *addr, int64_t timeout_ms, at_err_t *e
     }
     redisSetTimeout(rc, tv);
     return rc;
+}
+
+void at_redis_sub_pump(redisContext *sub, const atomic_bool *stopping, void (*on_message)(void *arg, redisReply *r),
+                       void *arg)
+{
+    while (!atomic_load(stopping)) {
+        void *reply = NULL;
+        if (redisGetReplyFromReader(sub, &reply) != REDIS_OK)
+            return;
+        if (reply != NULL) {
+            on_message(arg, reply);
+            freeReplyObject(reply);
+            continue;
+        }
+        struct pollfd pfd = {.fd = sub->fd, .events = POLLIN};
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        if (redisBufferRead(sub) != REDIS_OK)
+            return;
+    }
 }

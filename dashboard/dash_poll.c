@@ -15,7 +15,6 @@
 #include "dash_server.h"
 
 #include <hiredis/hiredis.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -270,8 +269,10 @@ void *dash_poll_main(void *arg)
 
 /* ---- subscriber ---- */
 
-static void handle_message(dash_server_t *srv, redisReply *r)
+/* One pub/sub reply (at_redis_sub_pump callback; @p arg is the server). */
+static void on_sub_message(void *arg, redisReply *r)
 {
+    dash_server_t *srv = arg;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING ||
         strcmp(r->element[0]->str, "message") != 0 || r->element[2]->type != REDIS_REPLY_STRING)
         return; /* subscribe confirmations and the like */
@@ -302,22 +303,7 @@ static void sub_session(dash_server_t *srv, redisContext *sub, int64_t *backoff)
     *backoff = 100;
     at_log(AT_LOG_INFO, "dashboard", "subscribed to core-data changes", "channel", SUB_CHANNEL, NULL);
     dash_poll_wake(srv); /* changes missed while away are in the next poll */
-    while (!atomic_load(&srv->stopping)) {
-        void *reply = NULL;
-        if (redisGetReplyFromReader(sub, &reply) != REDIS_OK)
-            break;
-        if (reply != NULL) {
-            handle_message(srv, reply);
-            freeReplyObject(reply);
-            continue;
-        }
-        struct pollfd pfd = {.fd = sub->fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, 200);
-        if (pr <= 0)
-            continue;
-        if (redisBufferRead(sub) != REDIS_OK)
-            break;
-    }
+    at_redis_sub_pump(sub, &srv->stopping, on_sub_message, srv);
     atomic_store(&srv->subscribed, false);
     if (!atomic_load(&srv->stopping))
         at_log(AT_LOG_WARN, "dashboard", "core-data subscription lost; reconnecting", "error",

@@ -9,16 +9,17 @@
  * 5 s) and resync again. Pub/sub is at most once; the resync on every (re)subscribe and the
  * TTL on entries cover lost messages.
  *
- * The thread blocks only in poll(2) with a 200 ms timeout, so it notices a stop quickly.
+ * The thread blocks only in poll(2) with a 200 ms timeout (at_redis_sub_pump), so it notices
+ * a stop quickly.
  * @locality: its own thread; touches only the cache (write lock) and atomics.
  */
 #include "enr_server.h"
 
-#include <poll.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "at_log.h"
+#include "at_redis.h"
 #include "enr_redis.h"
 
 #define SUB_CHANNEL "adtrack:coredata"
@@ -32,8 +33,10 @@ static void sleep_unless_stopping(enr_server_t *srv, int64_t ms)
         usleep(20000);
 }
 
-static void handle_message(enr_server_t *srv, redisReply *r)
+/* One pub/sub reply (at_redis_sub_pump callback; @p arg is the server). */
+static void on_sub_message(void *arg, redisReply *r)
 {
+    enr_server_t *srv = arg;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING ||
         strcmp(r->element[0]->str, "message") != 0 || r->element[2]->type != REDIS_REPLY_STRING)
         return; /* subscribe confirmations and the like */
@@ -81,25 +84,7 @@ static void session(enr_server_t *srv, redisContext *sub, int64_t *backoff)
     atomic_store(&srv->sub_ok, true);
     *backoff = SUB_BACKOFF_MIN_MS;
 
-    while (!atomic_load(&srv->stopping)) {
-        /* Replies already buffered first, then wait for more bytes. */
-        void *reply = NULL;
-        if (redisGetReplyFromReader(sub, &reply) != REDIS_OK)
-            break;
-        if (reply != NULL) {
-            handle_message(srv, reply);
-            freeReplyObject(reply);
-            continue;
-        }
-        struct pollfd pfd = {.fd = sub->fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, 200);
-        if (pr < 0)
-            continue;
-        if (pr == 0)
-            continue;
-        if (redisBufferRead(sub) != REDIS_OK)
-            break;
-    }
+    at_redis_sub_pump(sub, &srv->stopping, on_sub_message, srv);
     atomic_store(&srv->sub_ok, false);
     if (!atomic_load(&srv->stopping))
         at_log(AT_LOG_WARN, "enricher", "core-data subscription lost; reconnecting", "error",
