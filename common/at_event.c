@@ -8,6 +8,7 @@
  * string it writes (see append_repaired()).
  */
 #include "at_event.h"
+#include "at_time.h"
 #include "at_json.h"
 
 #include <time.h>
@@ -725,17 +726,6 @@ static int fast_digits(const char *s, size_t n)
     return v;
 }
 
-/* Days from 1970-01-01 to @p y-@p m-@p d (proleptic Gregorian). */
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* "YYYY-MM-DDTHH:MM:SSZ" or "YYYY-MM-DDTHH:MM:SS.mmmZ", a real calendar date from 1970
  * on, no leap second. */
 static bool fast_date(const char *s, size_t n, int64_t *ms)
@@ -753,7 +743,7 @@ static bool fast_date(const char *s, size_t n, int64_t *ms)
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (d > mdays[mo - 1] + (mo == 2 && leap))
         return false;
-    *ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000) + frac;
+    *ms = ((at_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000) + frac;
     return true;
 }
 

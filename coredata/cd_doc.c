@@ -2,6 +2,7 @@
  * cd_doc.c: validation of campaigns, publishers and updates. See cd_doc.h.
  */
 #include "cd_doc.h"
+#include "at_time.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -97,17 +98,6 @@ static int digits(const char *s, size_t n, int *out)
     return 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's well-known formula). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 int cd_time_parse(const char *s, size_t len, int64_t *ms)
 {
     int y, mo, d, h, mi, se;
@@ -139,7 +129,7 @@ int cd_time_parse(const char *s, size_t len, int64_t *ms)
     int dim = mdays[mo - 1] + (mo == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
     if (d < 1 || d > dim)
         return -1;
-    *ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * INT64_C(60000) + se * 1000 + frac_ms;
+    *ms = ((at_days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * INT64_C(60000) + se * 1000 + frac_ms;
     return 0;
 }
 

@@ -401,18 +401,6 @@ int64_t dash_minute_of_ms(int64_t ms)
     return ms >= 0 ? ms / 60000 : (ms - 59999) / 60000;
 }
 
-void dash_minute_key(int64_t minute, char out[16])
-{
-    time_t t = (time_t)(minute * 60);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char tmp[64];
-    snprintf(tmp, sizeof(tmp), "%04d%02d%02d%02d%02d", (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min);
-    memcpy(out, tmp, 13);
-    out[12] = '\0';
-}
-
 /* ---- JSON ---- */
 
 static void key(dash_buf_t *b, const char *k)

@@ -120,9 +120,9 @@ bool dash_model_redis_up(const dash_model_t *m);
  * would exceed @p max bytes or on allocation failure. */
 char *dash_model_json(const dash_model_t *m, size_t max, size_t *len);
 
-/* Minutes since the epoch of @p ms, and the yyyymmddHHMM text of a minute (UTC). */
+/* Minutes since the epoch of @p ms (the text key of a minute is at_utc_minute_key() of
+ * minute * 60000, common/at_time.h). */
 int64_t dash_minute_of_ms(int64_t ms);
-void dash_minute_key(int64_t minute, char out[16]);
 
 /*
  * Turns a core-data change (docs/CORE-DATA.md "Change notifications") into the compact

@@ -21,6 +21,7 @@
 
 #include "at_log.h"
 #include "at_redis.h"
+#include "at_time.h"
 
 #define SUB_CHANNEL "adtrack:coredata"
 #define CHUNK 64
@@ -72,7 +73,7 @@ static int append_campaign(redisContext *rc, const char *id, int64_t first_min, 
     redisAppendCommand(rc, "GET adtrack:spend:%s", id);
     redisAppendCommand(rc, "EXISTS adtrack:exhausted:%s", id);
     for (int64_t mi = first_min; mi <= last_min; mi++) {
-        dash_minute_key(mi, mk);
+        at_utc_minute_key(mi * 60000, mk);
         redisAppendCommand(rc, "HGETALL adtrack:stats:%s:%s", id, mk);
     }
     return (int)(last_min - first_min + 1);

@@ -13,6 +13,7 @@
  * Integers travel as Lua numbers (doubles): exact up to 2^53 micros (9e9 currency units).
  */
 #include "enr_budget.h"
+#include "at_time.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -151,18 +152,6 @@ void enr_budget_day(int64_t ms, char out[16])
     out[8] = '\0';
 }
 
-void enr_budget_minute(int64_t ms, char out[16])
-{
-    time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char tmp[64];
-    snprintf(tmp, sizeof(tmp), "%04d%02d%02d%02d%02d", (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min);
-    memcpy(out, tmp, 13);
-    out[12] = '\0';
-}
-
 int enr_budget_load(enr_budget_t *b, redisContext *rc, at_err_t *err)
 {
     redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", enr_budget_script);
@@ -260,7 +249,7 @@ static void when_of(when_memo_t *m, int64_t ts_ms)
     if (minute_ms == m->minute_ms)
         return;
     enr_budget_day(minute_ms, m->day);
-    enr_budget_minute(minute_ms, m->minute);
+    at_utc_minute_key(minute_ms, m->minute);
     m->minute_ms = minute_ms;
 }
 

@@ -75,9 +75,8 @@ int enr_budget_load(enr_budget_t *b, redisContext *rc, at_err_t *err);
 int enr_budget_run(enr_budget_t *b, redisContext *rc, enr_charge_t *charges, size_t ncharges, const enr_stat_t *stats,
                    size_t nstats, int *published, uint64_t *ncmds, at_err_t *err);
 
-/* "yyyymmdd" / "yyyymmddHHMM" (UTC) of @p ms. */
+/* "yyyymmdd" (UTC) of @p ms; the stats minute key is at_utc_minute_key() (common/at_time.h). */
 void enr_budget_day(int64_t ms, char out[16]);
-void enr_budget_minute(int64_t ms, char out[16]);
 
 /* The per-reason counter field, "rejected:<reason code>" (e.g. "rejected:bot"): a static
  * string, the same pointer for the same reason. */

@@ -3,6 +3,7 @@
  * (kind, id), grown by doubling, behind one rwlock.
  */
 #include "enr_cache.h"
+#include "at_time.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -144,17 +145,6 @@ size_t enr_cache_count(enr_cache_t *c, enr_kind_t kind)
 
 /* ---- parsing ---- */
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    /* Howard Hinnant's days-from-civil algorithm (proleptic Gregorian, 1970-01-01 = 0). */
-    y -= m <= 2;
-    const int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
 static bool digits(const char *s, size_t n, int *out)
 {
     int v = 0;
@@ -194,7 +184,7 @@ int enr_parse_rfc3339(const char *s, size_t len, int64_t *ms)
     }
     if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
         return -1;
-    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    int64_t days = at_days_from_civil(y, mo, d);
     *ms = ((days * 24 + h) * 60 + mi) * INT64_C(60000) + (int64_t)sec * 1000 + frac;
     return 0;
 }

@@ -2,6 +2,7 @@
  * lt_capture.c: capture formats (see lt_capture.h).
  */
 #include "lt_capture.h"
+#include "at_time.h"
 
 #include <bson/bson.h>
 #include <ctype.h>
@@ -43,17 +44,6 @@ int lt_capture_format_parse(const char *s, lt_capture_format_t *f, at_err_t *err
 }
 
 /* ---- time ---- */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
 
 static bool digits(const char *s, size_t n, int *out)
 {
@@ -108,7 +98,7 @@ int lt_parse_rfc3339(const char *s, size_t len, int64_t *out_ns)
     }
     if (i != len)
         return -1;
-    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    int64_t days = at_days_from_civil(y, mo, d);
     int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - off_s;
     *out_ns = secs * 1000000000LL + frac_ns;
     return 0;
@@ -130,7 +120,7 @@ static int parse_clf_time(const char *s, size_t len, int64_t *out_ns)
     if (mo == 0 || !valid_ymdhms(y, mo, d, h, mi, sec) || oh > 23 || om > 59)
         return -1;
     int64_t off = (oh * 3600 + om * 60) * (s[21] == '-' ? -1 : 1);
-    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec - off;
+    int64_t secs = at_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
     *out_ns = secs * 1000000000LL;
     return 0;
 }

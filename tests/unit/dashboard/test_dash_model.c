@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "dash_model.h"
+#include "at_time.h"
 
 #define T0 1800000000000LL /* a wall-clock ms at a minute boundary */
 
@@ -280,7 +281,7 @@ static void test_dash_minute_key__utc(void **state)
 {
     (void)state;
     char k[16];
-    dash_minute_key(dash_minute_of_ms(1795275315432LL), k); /* 2026-11-21T15:35:15Z */
+    at_utc_minute_key(dash_minute_of_ms(1795275315432LL) * 60000, k); /* 2026-11-21T15:35:15Z */
     assert_string_equal(k, "202611211535");
 }
 
