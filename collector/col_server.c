@@ -14,6 +14,7 @@
 
 #include "at_kafka.h"
 #include "at_listen.h"
+#include "at_loop.h"
 #include "at_log.h"
 
 #define TICK_MS 100
@@ -145,6 +146,7 @@ static void on_req_dispose(void *slotp)
 
 col_pending_t *col_pending_new(col_loop_t *lp, h2o_req_t *req, col_pending_respond_cb respond, void *data)
 {
+    AT_ASSERT_LOOP(lp->loop);
     col_pending_t *p = calloc(1, sizeof(*p));
     if (p == NULL)
         h2o_fatal("out of memory");
@@ -162,6 +164,7 @@ col_pending_t *col_pending_new(col_loop_t *lp, h2o_req_t *req, col_pending_respo
 
 static void pending_settle(col_pending_t *p, bool ok)
 {
+    AT_ASSERT_LOOP(p->lp->loop);
     if (!ok)
         p->failed++;
     if (--p->remaining > 0)
@@ -361,23 +364,25 @@ static void on_ctl(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
     }
 }
 
-static void *loop_main(void *arg)
+/* Runs the loop until the drain is over. @locality: loop thread */
+static void loop_run(h2o_evloop_t *loop, void *opaque)
 {
-    col_loop_t *lp = arg;
+    col_loop_t *lp = opaque;
 
     while (!lp->stopped)
-        h2o_evloop_run(lp->loop, INT32_MAX);
+        h2o_evloop_run(loop, INT32_MAX);
 
     /* Anything still queued in librdkafka gets its delivery report (success, or a failure
      * that spools it) before the producer goes away. */
     rd_kafka_flush(lp->rk, (int)lp->srv->conf->kafka_timeout_ms + 1000);
     rd_kafka_poll(lp->rk, 0);
-    return NULL;
 }
 
 /* ---- set-up ---- */
 
-static int loop_init(col_server_t *srv, col_loop_t *lp, size_t index, at_err_t *err)
+/* The main thread's part of a loop: its listening socket and its producer. Neither is an
+ * h2o object; librdkafka handles are thread-safe. @locality: main thread, before start */
+static int loop_prepare(col_server_t *srv, col_loop_t *lp, size_t index, at_err_t *err)
 {
     const col_conf_t *conf = srv->conf;
     char linger[32], tmo[32], errstr[512];
@@ -412,17 +417,27 @@ static int loop_init(col_server_t *srv, col_loop_t *lp, size_t index, at_err_t *
     for (int t = 0; t < COL_NTOPICS; t++)
         lp->rkt[t] = rd_kafka_topic_new(lp->rk, srv->topics[t], NULL);
 
-    lp->loop = h2o_evloop_create();
-    h2o_context_init(&lp->ctx, lp->loop, &srv->h2o);
-    lp->accept_ctx.ctx = &lp->ctx;
-    lp->accept_ctx.hosts = srv->h2o.hosts;
-
     /* Delivery reports wake the loop through a pipe that librdkafka writes to. */
     if (pipe2(lp->dr_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
         return at_err_set(err, AT_ERR_IO, "pipe: %s", strerror(errno));
     rd_kafka_queue_t *mainq = rd_kafka_queue_get_main(lp->rk);
     rd_kafka_queue_io_event_enable(mainq, lp->dr_pipe[1], "1", 1);
     rd_kafka_queue_destroy(mainq);
+    return 0;
+}
+
+/* The loop thread's part: every h2o object of the loop is created here, on the thread that
+ * runs it (common/at_loop.h says why). @locality: loop thread */
+static int loop_setup(h2o_evloop_t *loop, void *opaque, at_err_t *err)
+{
+    col_loop_t *lp = opaque;
+    col_server_t *srv = lp->srv;
+
+    lp->loop = loop;
+    h2o_context_init(&lp->ctx, lp->loop, &srv->h2o);
+    lp->accept_ctx.ctx = &lp->ctx;
+    lp->accept_ctx.hosts = srv->h2o.hosts;
+
     lp->dr_sock = h2o_evloop_socket_create(lp->loop, lp->dr_pipe[0], H2O_SOCKET_FLAG_DONT_READ);
     lp->dr_sock->data = lp;
     h2o_socket_read_start(lp->dr_sock, on_dr_readable);
@@ -505,10 +520,15 @@ int col_server_start(col_server_t *srv, at_err_t *err)
     srv->nloops = (size_t)srv->conf->threads;
     srv->loops = calloc(srv->nloops, sizeof(*srv->loops));
     for (size_t i = 0; i < srv->nloops; i++)
-        if (loop_init(srv, &srv->loops[i], i, err) != 0)
+        if (loop_prepare(srv, &srv->loops[i], i, err) != 0)
             return -1;
-    for (size_t i = 0; i < srv->nloops; i++)
-        pthread_create(&srv->loops[i].tid, NULL, loop_main, &srv->loops[i]);
+    for (size_t i = 0; i < srv->nloops; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "col-loop-%zu", i);
+        if (at_loop_start(&srv->loops[i].tid, name, loop_setup, loop_run, &srv->loops[i], err) != 0)
+            return -1;
+        srv->loops[i].started = true;
+    }
 
     char host[INET6_ADDRSTRLEN + 8], port[16], addr[INET6_ADDRSTRLEN + 24];
     getnameinfo((struct sockaddr *)&srv->addr, srv->addrlen, host, sizeof(host), port, sizeof(port),
@@ -536,7 +556,7 @@ void col_server_stop(col_server_t *srv)
         h2o_multithread_send_message(&srv->loops[i].ctl_rx, &msg->super);
     }
     for (size_t i = 0; i < srv->nloops; i++)
-        if (srv->loops[i].tid != 0)
+        if (srv->loops[i].started)
             pthread_join(srv->loops[i].tid, NULL);
 }
 

@@ -62,6 +62,7 @@ struct col_loop_s {
     col_server_t *srv;
     size_t index;
     pthread_t tid;
+    bool started;            /* tid is a running (or finished, not yet joined) loop thread */
     h2o_evloop_t *loop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;

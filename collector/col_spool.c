@@ -391,6 +391,8 @@ static void offset_set_drop_below(offset_set_t *s, uint64_t off)
     size_t k = 0;
     while (k < s->n && s->v[k] < off)
         k++;
+    if (k == 0)
+        return; /* also keeps memmove away from a NULL s->v while the set was never grown */
     memmove(s->v, s->v + k, (s->n - k) * sizeof(*s->v));
     s->n -= k;
 }

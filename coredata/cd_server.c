@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "at_log.h"
+#include "at_loop.h"
 
 #define TICK_MS 100
 #define COMP "coredata"
@@ -50,26 +51,35 @@ static void on_ctl(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
     }
 }
 
-static void *loop_main(void *arg)
+/* @locality: loop thread */
+static void loop_run(h2o_evloop_t *loop, void *opaque)
 {
-    cd_loop_t *lp = arg;
+    cd_loop_t *lp = opaque;
     /* Wake at least every TICK_MS so a stop request with requests still in flight is seen. */
     while (!(lp->stopping && atomic_load(&lp->inflight) == 0))
-        h2o_evloop_run(lp->loop, TICK_MS);
+        h2o_evloop_run(loop, TICK_MS);
     lp->stopped = true;
-    return NULL;
 }
 
 /* ---- set-up ---- */
 
-static int loop_init(cd_server_t *srv, cd_loop_t *lp, at_err_t *err)
+/* The main thread's part of a loop: its listening socket. @locality: main thread */
+static int loop_prepare(cd_server_t *srv, cd_loop_t *lp, at_err_t *err)
 {
     lp->srv = srv;
     atomic_init(&lp->inflight, 0);
     lp->listen_fd = at_listen_open(&srv->addr, &srv->addrlen, 1024, srv->conf->listen, err);
-    if (lp->listen_fd < 0)
-        return -1;
-    lp->loop = h2o_evloop_create();
+    return lp->listen_fd < 0 ? -1 : 0;
+}
+
+/* Every h2o object of the loop, created on the loop's own thread (common/at_loop.h says
+ * why). @locality: loop thread */
+static int loop_setup(h2o_evloop_t *loop, void *opaque, at_err_t *err)
+{
+    cd_loop_t *lp = opaque;
+    cd_server_t *srv = lp->srv;
+    AT_UNUSED(err);
+    lp->loop = loop;
     h2o_context_init(&lp->ctx, lp->loop, &srv->h2o);
     lp->accept_ctx.ctx = &lp->ctx;
     lp->accept_ctx.hosts = srv->h2o.hosts;
@@ -188,10 +198,15 @@ int cd_server_start(cd_server_t *srv, at_err_t *err)
     srv->nloops = (size_t)srv->conf->threads;
     srv->loops = calloc(srv->nloops, sizeof(*srv->loops));
     for (size_t i = 0; i < srv->nloops; i++)
-        if (loop_init(srv, &srv->loops[i], err) != 0)
+        if (loop_prepare(srv, &srv->loops[i], err) != 0)
             return -1;
-    for (size_t i = 0; i < srv->nloops; i++)
-        pthread_create(&srv->loops[i].tid, NULL, loop_main, &srv->loops[i]);
+    for (size_t i = 0; i < srv->nloops; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "cd-loop-%zu", i);
+        if (at_loop_start(&srv->loops[i].tid, name, loop_setup, loop_run, &srv->loops[i], err) != 0)
+            return -1;
+        srv->loops[i].started = true;
+    }
 
     char host[INET6_ADDRSTRLEN + 8], port[16], addr[INET6_ADDRSTRLEN + 24], ver[32], n[32];
     getnameinfo((struct sockaddr *)&srv->addr, srv->addrlen, host, sizeof(host), port, sizeof(port),
@@ -216,7 +231,7 @@ void cd_server_stop(cd_server_t *srv)
         h2o_multithread_send_message(&srv->loops[i].ctl_rx, &msg->super);
     }
     for (size_t i = 0; i < srv->nloops; i++)
-        if (srv->loops[i].tid != 0)
+        if (srv->loops[i].started)
             pthread_join(srv->loops[i].tid, NULL);
     cd_feed_stop(srv->feed);
     cd_core_stop(srv->core);

@@ -25,6 +25,7 @@ typedef struct cd_feed_s cd_feed_t;
 typedef struct cd_loop_s {
     cd_server_t *srv;
     pthread_t tid;
+    bool started;
     h2o_evloop_t *loop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;

@@ -10,6 +10,7 @@
 
 #include "at_listen.h"
 #include "at_log.h"
+#include "at_loop.h"
 
 #define TICK_MS 1000
 
@@ -99,12 +100,34 @@ static void on_tick(h2o_timeout_entry_t *entry)
     h2o_timeout_link(srv->loop, &srv->tick_timeout, &srv->tick);
 }
 
-static void *loop_main(void *arg)
+/* @locality: loop thread */
+static void loop_run(h2o_evloop_t *loop, void *opaque)
 {
-    dash_server_t *srv = arg;
+    dash_server_t *srv = opaque;
     while (!srv->loop_stopped)
-        h2o_evloop_run(srv->loop, INT32_MAX);
-    return NULL;
+        h2o_evloop_run(loop, INT32_MAX);
+}
+
+/* Every h2o object of the loop, created on the loop's own thread (common/at_loop.h says
+ * why). @locality: loop thread */
+static int loop_setup(h2o_evloop_t *loop, void *opaque, at_err_t *err)
+{
+    dash_server_t *srv = opaque;
+    AT_UNUSED(err);
+    srv->loop = loop;
+    h2o_context_init(&srv->ctx, srv->loop, &srv->h2o);
+    srv->accept_ctx.ctx = &srv->ctx;
+    srv->accept_ctx.hosts = srv->h2o.hosts;
+    srv->listener = h2o_evloop_socket_create(srv->loop, srv->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    srv->listener->data = srv;
+    h2o_socket_read_start(srv->listener, on_accept);
+    srv->mq = h2o_multithread_create_queue(srv->loop);
+    h2o_multithread_register_receiver(srv->mq, &srv->events_rx, on_events);
+    h2o_multithread_register_receiver(srv->mq, &srv->ctl_rx, on_ctl);
+    h2o_timeout_init(srv->loop, &srv->tick_timeout, TICK_MS);
+    srv->tick.cb = on_tick;
+    h2o_timeout_link(srv->loop, &srv->tick_timeout, &srv->tick);
+    return 0;
 }
 
 /* ---- life cycle ---- */
@@ -177,22 +200,8 @@ int dash_server_start(dash_server_t *srv, at_err_t *err)
     srv->listen_fd = at_listen_open(&srv->addr, &srv->addrlen, 1024, srv->conf->listen, err);
     if (srv->listen_fd < 0)
         return -1;
-    srv->loop = h2o_evloop_create();
-    h2o_context_init(&srv->ctx, srv->loop, &srv->h2o);
-    srv->accept_ctx.ctx = &srv->ctx;
-    srv->accept_ctx.hosts = srv->h2o.hosts;
-    srv->listener = h2o_evloop_socket_create(srv->loop, srv->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-    srv->listener->data = srv;
-    h2o_socket_read_start(srv->listener, on_accept);
-    srv->mq = h2o_multithread_create_queue(srv->loop);
-    h2o_multithread_register_receiver(srv->mq, &srv->events_rx, on_events);
-    h2o_multithread_register_receiver(srv->mq, &srv->ctl_rx, on_ctl);
-    h2o_timeout_init(srv->loop, &srv->tick_timeout, TICK_MS);
-    srv->tick.cb = on_tick;
-    h2o_timeout_link(srv->loop, &srv->tick_timeout, &srv->tick);
-
-    if (pthread_create(&srv->loop_tid, NULL, loop_main, srv) != 0)
-        return at_err_set(err, AT_ERR_INTERNAL, "cannot start the HTTP thread");
+    if (at_loop_start(&srv->loop_tid, "dash-loop", loop_setup, loop_run, srv, err) != 0)
+        return -1;
     srv->loop_started = true;
     if (pthread_create(&srv->poll_tid, NULL, dash_poll_main, srv) != 0)
         return at_err_set(err, AT_ERR_INTERNAL, "cannot start the poll thread");

@@ -17,6 +17,7 @@
 #include <h2o.h>
 
 #include "at_log.h"
+#include "at_loop.h"
 
 #define HTTP_TICK_MS 100
 
@@ -26,6 +27,7 @@ typedef struct enr_http_s {
     h2o_context_t ctx;
     h2o_evloop_t *loop;
     h2o_accept_ctx_t accept_ctx;
+    int listen_fd;             /* opened by the starter, wrapped by the http thread */
     h2o_socket_t *listener;
     h2o_timeout_t tick_timeout;
     h2o_timeout_entry_t tick;
@@ -120,12 +122,31 @@ static void on_tick(h2o_timeout_entry_t *entry)
     h2o_timeout_link(h->loop, &h->tick_timeout, &h->tick);
 }
 
-static void *http_main(void *arg)
+/* @locality: the http thread */
+static void http_run(h2o_evloop_t *loop, void *opaque)
 {
-    enr_http_t *h = arg;
+    enr_http_t *h = opaque;
     while (!h->stopped)
-        h2o_evloop_run(h->loop, INT32_MAX);
-    return NULL;
+        h2o_evloop_run(loop, INT32_MAX);
+}
+
+/* Every h2o object of the loop, created on the loop's own thread (common/at_loop.h says
+ * why). @locality: the http thread */
+static int http_setup(h2o_evloop_t *loop, void *opaque, at_err_t *err)
+{
+    enr_http_t *h = opaque;
+    AT_UNUSED(err);
+    h->loop = loop;
+    h2o_context_init(&h->ctx, h->loop, &h->config);
+    h->accept_ctx.ctx = &h->ctx;
+    h->accept_ctx.hosts = h->config.hosts;
+    h->listener = h2o_evloop_socket_create(h->loop, h->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    h->listener->data = h;
+    h2o_socket_read_start(h->listener, on_accept);
+    h2o_timeout_init(h->loop, &h->tick_timeout, HTTP_TICK_MS);
+    h->tick.cb = on_tick;
+    h2o_timeout_link(h->loop, &h->tick_timeout, &h->tick);
+    return 0;
 }
 
 /* The ops listener: one socket on --listen; the bound port is reported back for tests
@@ -161,19 +182,10 @@ int enr_http_start(enr_server_t *srv, at_err_t *err)
     hd->http = h;
     hd->super.on_req = on_req;
 
-    h->loop = h2o_evloop_create();
-    h2o_context_init(&h->ctx, h->loop, &h->config);
-    h->accept_ctx.ctx = &h->ctx;
-    h->accept_ctx.hosts = h->config.hosts;
-    h->listener = h2o_evloop_socket_create(h->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    h->listener->data = h;
-    h2o_socket_read_start(h->listener, on_accept);
-    h2o_timeout_init(h->loop, &h->tick_timeout, HTTP_TICK_MS);
-    h->tick.cb = on_tick;
-    h2o_timeout_link(h->loop, &h->tick_timeout, &h->tick);
+    h->listen_fd = fd;
     srv->http = h;
-    if (pthread_create(&srv->http_tid, NULL, http_main, h) != 0)
-        return at_err_set(err, AT_ERR_INTERNAL, "cannot start the http thread");
+    if (at_loop_start(&srv->http_tid, "enr-http", http_setup, http_run, h, err) != 0)
+        return -1;
     srv->http_started = true;
     char port[16];
     snprintf(port, sizeof(port), "%d", srv->http_port);
