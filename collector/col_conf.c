@@ -27,6 +27,14 @@ static const at_conf_opt_t col_conf_opts[] = {
     {"url-max-bytes", AT_CONF_INT, C(url_max_bytes), 256, 65536, "8192", "Longest accepted request target; longer gets 414."},
     {"body-max-bytes", AT_CONF_INT, C(body_max_bytes), 1024, 16777216, "65536",
      "Largest accepted POST /v1/events body; larger gets 413."},
+    {"max-connections", AT_CONF_INT, C(max_connections), 1, 1000000, "10000",
+     "Open connections per process; at the limit new ones wait in the listen backlog until others close. Lowered "
+     "at start if the open-files limit cannot hold it."},
+    {"max-connections-per-ip", AT_CONF_INT, C(max_connections_per_ip), 0, 1000000, "1000",
+     "Open connections per client address (--trusted-proxies exempt); one more is closed at once. 0 = no limit."},
+    {"request-timeout-ms", AT_CONF_INT, C(request_timeout_ms), 100, 600000, "10000",
+     "Time a connection gets to deliver a whole request (headers and body) once it waits for one, and the "
+     "keep-alive idle time; slower clients are disconnected."},
     {"click-key", AT_CONF_STR, C(click_key), 0, 1024, "",
      "HMAC-SHA256 key that signs click destinations (sig = base64url(HMAC(key, d))); empty refuses all redirects."},
     {"cookie-name", AT_CONF_STR, C(cookie_name), 1, 64, "adtrack_uid", "First-party user-id cookie name."},

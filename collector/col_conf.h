@@ -19,6 +19,9 @@ typedef struct col_conf_s {
     int64_t spool_max_bytes;
     int64_t url_max_bytes;        /* longer request targets get 414 */
     int64_t body_max_bytes;       /* larger POST bodies get 413 */
+    int64_t max_connections;      /* per process; the listeners pause at it */
+    int64_t max_connections_per_ip; /* per client address (trusted proxies exempt); 0 = no limit */
+    int64_t request_timeout_ms;   /* a whole request must arrive within it; also the keep-alive idle time */
     char *click_key;              /* HMAC key for /c destinations; empty = redirects refused */
     char *cookie_name;
     int64_t cookie_max_age_days;

@@ -7,12 +7,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "at_kafka.h"
+#include "at_accept.h"
 #include "at_listen.h"
 #include "at_loop.h"
 #include "at_log.h"
@@ -133,6 +135,27 @@ bool col_server_ready(col_server_t *srv, const char **why)
     }
     *why = "ready";
     return true;
+}
+
+static bool is_trusted_peer(const struct sockaddr *sa, void *opaque)
+{
+    col_server_t *srv = opaque;
+    char ip[64];
+    uint8_t addr[16];
+    if (srv->ntrusted == 0)
+        return false;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+    else
+        return false;
+    if (col_ip_parse(ip, strlen(ip), addr) != 0)
+        return false;
+    for (size_t i = 0; i < srv->ntrusted; i++)
+        if (col_cidr_match(&srv->trusted[i], addr))
+            return true;
+    return false;
 }
 
 /* ---- pending requests ---- */
@@ -299,24 +322,11 @@ static void on_spool_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messag
 
 /* ---- loop thread ---- */
 
-static void on_accept(h2o_socket_t *listener, const char *err)
-{
-    col_loop_t *lp = listener->data;
-    h2o_socket_t *sock;
-
-    if (err != NULL)
-        return;
-    /* Accept a bounded burst per wake-up so one busy listener cannot starve the loop. */
-    for (int i = 0; i < 64 && (sock = h2o_evloop_socket_accept(listener)) != NULL; i++)
-        h2o_accept(&lp->accept_ctx, sock);
-}
-
 static void close_listener(col_loop_t *lp)
 {
-    if (lp->listener != NULL) {
-        h2o_socket_read_stop(lp->listener);
-        h2o_socket_close(lp->listener);
-        lp->listener = NULL;
+    if (lp->listening) {
+        at_listener_close(&lp->listener);
+        lp->listening = false;
         lp->listen_fd = -1;
     }
 }
@@ -326,15 +336,17 @@ static void on_tick(h2o_timeout_entry_t *entry)
     col_loop_t *lp = H2O_STRUCT_FROM_MEMBER(col_loop_t, tick, entry);
 
     rd_kafka_poll(lp->rk, 0); /* safety net; delivery reports normally arrive via the pipe */
+    if (lp->listening)
+        at_listener_tick(&lp->listener);
     if (lp->stopping) {
         uint64_t now = col_now_ns();
-        if (lp->listener != NULL && now >= lp->stop_deadline_ns - (uint64_t)lp->srv->conf->drain_timeout_ms * 1000000u) {
+        if (lp->listening && now >= lp->stop_deadline_ns - (uint64_t)lp->srv->conf->drain_timeout_ms * 1000000u) {
             /* The unready period (--shutdown-delay-ms) is over: stop taking connections. */
             close_listener(lp);
             h2o_context_request_shutdown(&lp->ctx);
         }
         size_t inflight = atomic_load_explicit(&lp->inflight, memory_order_relaxed);
-        if (lp->listener == NULL && (inflight == 0 || now >= lp->stop_deadline_ns)) {
+        if (!lp->listening && (inflight == 0 || now >= lp->stop_deadline_ns)) {
             if (inflight > 0)
                 at_logf(AT_LOG_WARN, "collector", "drain timeout with %zu requests still waiting for Kafka", inflight);
             lp->stopped = true;
@@ -442,9 +454,8 @@ static int loop_setup(h2o_evloop_t *loop, void *opaque, at_err_t *err)
     lp->dr_sock->data = lp;
     h2o_socket_read_start(lp->dr_sock, on_dr_readable);
 
-    lp->listener = h2o_evloop_socket_create(lp->loop, lp->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-    lp->listener->data = lp;
-    h2o_socket_read_start(lp->listener, on_accept);
+    at_listener_start(&lp->listener, srv->acceptor, lp->loop, lp->listen_fd, &lp->accept_ctx);
+    lp->listening = true;
 
     lp->mq = h2o_multithread_create_queue(lp->loop);
     h2o_multithread_register_receiver(lp->mq, &lp->spool_rx, on_spool_done);
@@ -490,6 +501,17 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
         at_err_set(err, AT_ERR_NOMEM, "metrics: out of memory");
         goto fail;
     }
+    /* Descriptors besides client connections: listeners, wake-up pipes, spool files, and each
+     * loop's broker connections. */
+    at_accept_raise_fd_limit(&conf->max_connections, 256 + 16 * conf->threads, "--max-connections");
+    /* A load balancer in --trusted-proxies carries every client's traffic: no per-address limit. */
+    at_accept_limits_t lim = {.max_connections = (int)conf->max_connections,
+                              .max_per_ip = (int)conf->max_connections_per_ip,
+                              .exempt = is_trusted_peer,
+                              .exempt_opaque = srv};
+    srv->acceptor = at_acceptor_new(&lim, srv->metrics, "collector", err);
+    if (srv->acceptor == NULL)
+        goto fail;
 
     snprintf(linger, sizeof(linger), "%d", 5);
     snprintf(tmo, sizeof(tmo), "%lld", (long long)conf->kafka_timeout_ms);
@@ -504,6 +526,10 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
 
     h2o_config_init(&srv->h2o);
     srv->h2o.max_request_entity_size = (size_t)conf->body_max_bytes;
+    /* h2o 2.2.5: from waiting for a request until all of it (headers and body) arrived, and
+     * the keep-alive idle time (docs/COLLECTOR.md, "Connections and slow clients"). */
+    srv->h2o.http1.req_timeout = (uint64_t)conf->request_timeout_ms;
+    srv->h2o.http2.idle_timeout = (uint64_t)conf->request_timeout_ms;
     srv->h2o.server_name = h2o_iovec_init(H2O_STRLIT("adtrack"));
     h2o_hostconf_t *host = h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -572,13 +598,14 @@ void col_server_destroy(col_server_t *srv)
                     rd_kafka_topic_destroy(lp->rkt[t]);
             rd_kafka_destroy(lp->rk);
         }
-        if (lp->listener == NULL && lp->listen_fd >= 0 && lp->loop == NULL)
+        if (!lp->listening && lp->listen_fd >= 0 && lp->loop == NULL)
             close(lp->listen_fd);
         /* The h2o loop and context are left to process exit: 2.2.5 cannot dispose a loop
          * that still has idle keep-alive connections attached. */
     }
     /* Spool last: the flushes above may have spooled failed deliveries. */
     col_spool_close(srv->spool, (int)srv->conf->drain_timeout_ms);
+    at_acceptor_destroy(srv->acceptor);
     at_metrics_destroy(srv->metrics);
     free(srv->trusted);
     free(srv);

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <librdkafka/rdkafka.h>
 
+#include "at_accept.h"
 #include "at_event.h"
 #include "at_metrics.h"
 #include "at_uuid.h"
@@ -67,7 +68,8 @@ struct col_loop_s {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     int listen_fd;
-    h2o_socket_t *listener;
+    at_listener_t listener;
+    bool listening;          /* the listener is open (until the drain closes it) */
 
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt[COL_NTOPICS];
@@ -95,6 +97,7 @@ struct col_server_s {
     col_loop_t *loops;
     size_t nloops;
     col_spool_t *spool;
+    at_acceptor_t *acceptor; /* connection limits, shared by the loops */
     at_metrics_t *metrics;
     col_stats_t stats;
     col_cidr_t *trusted;

@@ -16,6 +16,13 @@ static const at_conf_opt_t cd_conf_opts[] = {
      "Bearer token allowed to read only (repeatable; env: comma-separated); writes with it get 403."},
     {"body-max-bytes", AT_CONF_INT, C(body_max_bytes), 1024, 16777216, "262144",
      "Largest accepted request body; larger gets 413."},
+    {"max-connections", AT_CONF_INT, C(max_connections), 1, 1000000, "1024",
+     "Open connections per process; at the limit new ones wait in the listen backlog until others close."},
+    {"max-connections-per-ip", AT_CONF_INT, C(max_connections_per_ip), 0, 1000000, "256",
+     "Open connections per client address; one more is closed at once. 0 = no limit."},
+    {"request-timeout-ms", AT_CONF_INT, C(request_timeout_ms), 100, 600000, "10000",
+     "Time a connection gets to deliver a whole request (headers and body) once it waits for one, and the "
+     "keep-alive idle time; slower clients are disconnected."},
     {"queue-max", AT_CONF_INT, C(queue_max), 16, 1000000, "10000",
      "Changes that may wait for the store at once; beyond that writes get 503 (backpressure)."},
     {"data-dir", AT_CONF_STR, C(data_dir), 1, 4000, "data/coredata",

@@ -12,6 +12,9 @@ typedef struct cd_conf_s {
     at_conf_list_t admin_token;
     at_conf_list_t read_token;
     int64_t body_max_bytes;
+    int64_t max_connections;
+    int64_t max_connections_per_ip;
+    int64_t request_timeout_ms;
     int64_t queue_max;
     char *data_dir;
     char *mongo;

@@ -1,6 +1,7 @@
 /*
  * cd_server.c: threads, listeners and life cycle of adtrack-coredata. See cd_server.h.
  */
+#include "at_accept.h"
 #include "at_listen.h"
 #include "cd_server.h"
 
@@ -20,16 +21,6 @@
 
 /* ---- loop thread ---- */
 
-static void on_accept(h2o_socket_t *listener, const char *err)
-{
-    cd_loop_t *lp = listener->data;
-    h2o_socket_t *sock;
-    if (err != NULL)
-        return;
-    for (int i = 0; i < 64 && (sock = h2o_evloop_socket_accept(listener)) != NULL; i++)
-        h2o_accept(&lp->accept_ctx, sock);
-}
-
 typedef struct ctl_msg_s {
     h2o_multithread_message_t super;
 } ctl_msg_t;
@@ -43,10 +34,9 @@ static void on_ctl(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
         free(msg);
     }
     lp->stopping = true;
-    if (lp->listener != NULL) {
-        h2o_socket_read_stop(lp->listener);
-        h2o_socket_close(lp->listener);
-        lp->listener = NULL;
+    if (lp->listening) {
+        at_listener_close(&lp->listener);
+        lp->listening = false;
         h2o_context_request_shutdown(&lp->ctx);
     }
 }
@@ -56,8 +46,11 @@ static void loop_run(h2o_evloop_t *loop, void *opaque)
 {
     cd_loop_t *lp = opaque;
     /* Wake at least every TICK_MS so a stop request with requests still in flight is seen. */
-    while (!(lp->stopping && atomic_load(&lp->inflight) == 0))
+    while (!(lp->stopping && atomic_load(&lp->inflight) == 0)) {
         h2o_evloop_run(loop, TICK_MS);
+        if (lp->listening)
+            at_listener_tick(&lp->listener);
+    }
     lp->stopped = true;
 }
 
@@ -83,9 +76,8 @@ static int loop_setup(h2o_evloop_t *loop, void *opaque, at_err_t *err)
     h2o_context_init(&lp->ctx, lp->loop, &srv->h2o);
     lp->accept_ctx.ctx = &lp->ctx;
     lp->accept_ctx.hosts = srv->h2o.hosts;
-    lp->listener = h2o_evloop_socket_create(lp->loop, lp->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-    lp->listener->data = lp;
-    h2o_socket_read_start(lp->listener, on_accept);
+    at_listener_start(&lp->listener, srv->acceptor, lp->loop, lp->listen_fd, &lp->accept_ctx);
+    lp->listening = true;
     lp->mq = h2o_multithread_create_queue(lp->loop);
     h2o_multithread_register_receiver(lp->mq, &lp->reply_rx, cd_http_on_reply);
     h2o_multithread_register_receiver(lp->mq, &lp->ctl_rx, on_ctl);
@@ -146,6 +138,12 @@ cd_server_t *cd_server_new(cd_conf_t *conf, at_err_t *err)
         goto fail;
     }
     stats_init(srv);
+    at_accept_raise_fd_limit(&conf->max_connections, 256, "--max-connections");
+    at_accept_limits_t lim = {.max_connections = (int)conf->max_connections,
+                              .max_per_ip = (int)conf->max_connections_per_ip};
+    srv->acceptor = at_acceptor_new(&lim, srv->metrics, COMP, err);
+    if (srv->acceptor == NULL)
+        goto fail;
     cd_store_t *store = open_store(conf, err);
     if (store == NULL)
         goto fail;
@@ -167,6 +165,9 @@ cd_server_t *cd_server_new(cd_conf_t *conf, at_err_t *err)
     /* Bodies up to twice the limit reach the handler, which answers 413 with a JSON body;
      * beyond that h2o itself answers 413. */
     srv->h2o.max_request_entity_size = (size_t)conf->body_max_bytes * 2;
+    /* h2o 2.2.5: a whole request (headers and body) within this, and the keep-alive idle time. */
+    srv->h2o.http1.req_timeout = (uint64_t)conf->request_timeout_ms;
+    srv->h2o.http2.idle_timeout = (uint64_t)conf->request_timeout_ms;
     srv->h2o.server_name = h2o_iovec_init(H2O_STRLIT("adtrack"));
     h2o_hostconf_t *host = h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -212,8 +213,11 @@ int cd_server_start(cd_server_t *srv, at_err_t *err)
     getnameinfo((struct sockaddr *)&srv->addr, srv->addrlen, host, sizeof(host), port, sizeof(port),
                 NI_NUMERICHOST | NI_NUMERICSERV);
     snprintf(addr, sizeof(addr), srv->addr.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+    /* The core thread is already applying changes: read the state under its lock. */
+    pthread_rwlock_rdlock(&srv->state.lock);
     snprintf(ver, sizeof(ver), "%lld", (long long)srv->state.version);
     snprintf(n, sizeof(n), "%zu", srv->state.count[0] + srv->state.count[1]);
+    pthread_rwlock_unlock(&srv->state.lock);
     at_log(AT_LOG_INFO, COMP, "listening", "addr", addr, "store", cd_core_store_name(srv->core), "entities", n,
            "version", ver, "redis", srv->conf->redis, "brokers", srv->conf->brokers, NULL);
     return 0;
@@ -250,6 +254,7 @@ void cd_server_destroy(cd_server_t *srv)
     /* h2o loops and contexts are left to process exit (2.2.5 cannot dispose a loop with idle
      * keep-alive connections attached); the listeners were closed by the loops. */
     cd_state_free(&srv->state);
+    at_acceptor_destroy(srv->acceptor);
     at_metrics_destroy(srv->metrics);
     free(srv->loops);
     free(srv);

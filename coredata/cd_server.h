@@ -12,6 +12,7 @@
 #include <h2o.h>
 #include <stdatomic.h>
 
+#include "at_accept.h"
 #include "at_metrics.h"
 #include "cd_auth.h"
 #include "cd_conf.h"
@@ -29,7 +30,8 @@ typedef struct cd_loop_s {
     h2o_evloop_t *loop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
-    h2o_socket_t *listener;
+    at_listener_t listener;
+    bool listening;
     int listen_fd;
     h2o_multithread_queue_t *mq;
     h2o_multithread_receiver_t reply_rx; /* answers from the core worker */
@@ -46,6 +48,7 @@ struct cd_server_s {
     cd_loop_t *loops;
     size_t nloops;
     at_metrics_t *metrics;
+    at_acceptor_t *acceptor; /* connection limits, shared by the loops */
     cd_auth_t *auth;
     cd_state_t state;
     cd_fanout_t *fo;

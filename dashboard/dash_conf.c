@@ -27,6 +27,13 @@ static const at_conf_opt_t dash_conf_opts[] = {
      "Campaigns shown at most (memory bound); the snapshot says truncated when there are more."},
     {"max-clients", AT_CONF_INT, C(max_clients), 1, 100000, "256",
      "Browsers connected to /events at most; more get 503."},
+    {"max-connections", AT_CONF_INT, C(max_connections), 1, 1000000, "1024",
+     "Open connections at most (page loads, API calls and /events streams); at the limit new ones wait in the "
+     "listen backlog."},
+    {"max-connections-per-ip", AT_CONF_INT, C(max_connections_per_ip), 0, 1000000, "64",
+     "Open connections per client address; one more is closed at once. 0 = no limit."},
+    {"request-timeout-ms", AT_CONF_INT, C(request_timeout_ms), 100, 600000, "10000",
+     "Time a connection gets to deliver a whole request once it waits for one, and the keep-alive idle time."},
     {"client-buffer-bytes", AT_CONF_INT, C(client_buffer_bytes), 65536, INT64_C(1) << 30, "4194304",
      "Data queued for one /events client at most; a client that falls further behind is dropped."},
     {"heartbeat-ms", AT_CONF_INT, C(heartbeat_ms), 100, 600000, "15000",

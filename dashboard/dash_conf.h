@@ -17,6 +17,9 @@ typedef struct dash_conf_s {
     int64_t window_min;
     int64_t max_campaigns;
     int64_t max_clients;
+    int64_t max_connections;
+    int64_t max_connections_per_ip;
+    int64_t request_timeout_ms;
     int64_t client_buffer_bytes;
     int64_t heartbeat_ms;
     char *log_level;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "at_accept.h"
 #include "at_listen.h"
 #include "at_log.h"
 #include "at_loop.h"
@@ -83,20 +84,12 @@ static void on_ctl(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
     srv->loop_stopped = true;
 }
 
-static void on_accept(h2o_socket_t *listener, const char *err)
-{
-    dash_server_t *srv = listener->data;
-    h2o_socket_t *sock;
-    if (err != NULL)
-        return;
-    for (int i = 0; i < 64 && (sock = h2o_evloop_socket_accept(listener)) != NULL; i++)
-        h2o_accept(&srv->accept_ctx, sock);
-}
-
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     dash_server_t *srv = H2O_STRUCT_FROM_MEMBER(dash_server_t, tick, entry);
     dash_http_tick(srv, dash_mono_ms());
+    if (srv->listening)
+        at_listener_tick(&srv->listener);
     h2o_timeout_link(srv->loop, &srv->tick_timeout, &srv->tick);
 }
 
@@ -118,9 +111,8 @@ static int loop_setup(h2o_evloop_t *loop, void *opaque, at_err_t *err)
     h2o_context_init(&srv->ctx, srv->loop, &srv->h2o);
     srv->accept_ctx.ctx = &srv->ctx;
     srv->accept_ctx.hosts = srv->h2o.hosts;
-    srv->listener = h2o_evloop_socket_create(srv->loop, srv->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-    srv->listener->data = srv;
-    h2o_socket_read_start(srv->listener, on_accept);
+    at_listener_start(&srv->listener, srv->acceptor, srv->loop, srv->listen_fd, &srv->accept_ctx);
+    srv->listening = true;
     srv->mq = h2o_multithread_create_queue(srv->loop);
     h2o_multithread_register_receiver(srv->mq, &srv->events_rx, on_events);
     h2o_multithread_register_receiver(srv->mq, &srv->ctl_rx, on_ctl);
@@ -183,8 +175,19 @@ dash_server_t *dash_server_new(dash_conf_t *conf, at_err_t *err)
         }
     }
 
+    at_accept_raise_fd_limit(&conf->max_connections, 128, "--max-connections");
+    at_accept_limits_t lim = {.max_connections = (int)conf->max_connections,
+                              .max_per_ip = (int)conf->max_connections_per_ip};
+    srv->acceptor = at_acceptor_new(&lim, srv->metrics, "dashboard", err);
+    if (srv->acceptor == NULL)
+        goto fail;
+
     h2o_config_init(&srv->h2o);
     srv->h2o.server_name = h2o_iovec_init(H2O_STRLIT("adtrack"));
+    /* h2o 2.2.5: a whole request within this, and the keep-alive idle time. An /events stream
+     * is a response in progress, which this timeout does not cover. */
+    srv->h2o.http1.req_timeout = (uint64_t)conf->request_timeout_ms;
+    srv->h2o.http2.idle_timeout = (uint64_t)conf->request_timeout_ms;
     h2o_hostconf_t *host = h2o_config_register_host(&srv->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     dash_http_register(srv, path);
@@ -244,8 +247,9 @@ void dash_server_destroy(dash_server_t *srv)
         return;
     /* The h2o loop, its context and open /events connections are left to process exit:
      * 2.2.5 cannot dispose a loop that still has connections attached (as in the collector). */
-    if (srv->listener == NULL && srv->listen_fd >= 0)
+    if (!srv->listening && srv->listen_fd >= 0)
         close(srv->listen_fd);
+    at_acceptor_destroy(srv->acceptor);
     dash_model_destroy(srv->model);
     free(srv->urls);
     free(srv->snapshot);

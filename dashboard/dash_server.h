@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "at_accept.h"
 #include "at_metrics.h"
 #include "dash_conf.h"
 #include "dash_model.h"
@@ -61,7 +62,9 @@ struct dash_server_s {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int listen_fd;
-    h2o_socket_t *listener;
+    at_listener_t listener;
+    bool listening;
+    at_acceptor_t *acceptor; /* connection limits */
     h2o_multithread_queue_t *mq;
     h2o_multithread_receiver_t events_rx; /* dash_msg_t from the other threads */
     h2o_multithread_receiver_t ctl_rx;    /* stop request */
