@@ -50,6 +50,12 @@ static void stats_collect(at_metrics_t *m, void *opaque)
     at_counter_add(srv->stats.spool_fsyncs, ss.fsyncs - srv->stats.spool_seen_fsyncs);
     at_counter_add(srv->stats.spool_replayed, ss.replayed - srv->stats.spool_seen_replayed);
     at_counter_add(srv->stats.spool_dead_lettered, ss.dead_lettered - srv->stats.spool_seen_dead);
+    at_counter_add(srv->stats.spool_doubt[0], ss.doubt_appended - srv->stats.spool_seen_doubt[0]);
+    at_counter_add(srv->stats.spool_doubt[1], ss.doubt_found - srv->stats.spool_seen_doubt[1]);
+    at_counter_add(srv->stats.spool_doubt[2], ss.doubt_resent - srv->stats.spool_seen_doubt[2]);
+    srv->stats.spool_seen_doubt[0] = ss.doubt_appended;
+    srv->stats.spool_seen_doubt[1] = ss.doubt_found;
+    srv->stats.spool_seen_doubt[2] = ss.doubt_resent;
     srv->stats.spool_seen_fsyncs = ss.fsyncs;
     srv->stats.spool_seen_replayed = ss.replayed;
     srv->stats.spool_seen_dead = ss.dead_lettered;
@@ -101,6 +107,15 @@ static int stats_init(col_server_t *srv)
                                             "Spooled events delivered to Kafka by the replayer.");
     st->spool_dead_lettered = at_metrics_counter(m, "adtrack_spool_dead_lettered_total", NULL,
                                                  "Spooled events Kafka refused for good (kept in dead-letter.log).");
+    st->spool_doubt[0] = at_metrics_counter(m, "adtrack_spool_in_doubt_total", NULL,
+                                            "Events spooled after a produce attempt that ended without an answer "
+                                            "(possibly persisted): the replayer looks for them in Kafka first.");
+    st->spool_doubt[1] = at_metrics_counter(m, "adtrack_spool_doubt_checks_total", "result=\"already_in_kafka\"",
+                                            "Spooled events in doubt (from the loops or from a replay attempt) looked "
+                                            "for in Kafka: found there (not sent again) or not (sent).");
+    st->spool_doubt[2] = at_metrics_counter(m, "adtrack_spool_doubt_checks_total", "result=\"sent\"",
+                                            "Spooled events in doubt (from the loops or from a replay attempt) looked "
+                                            "for in Kafka: found there (not sent again) or not (sent).");
     st->latency = at_metrics_histogram(m, "adtrack_http_request_duration_seconds", NULL,
                                        "Time from request to response, including waiting for durability.",
                                        at_metrics_latency_bounds, at_metrics_latency_nbounds);
@@ -207,11 +222,17 @@ void col_pending_seal(col_pending_t *p)
 
 /* ---- durable sink ---- */
 
+/* Spools one event for @p p. @p failed: the delivery report of an attempt that failed, or
+ * NULL when the event never went to Kafka. */
 static void sink_spool(col_loop_t *lp, col_pending_t *p, int topic, const void *key, size_t keylen, const void *value,
-                       size_t valuelen)
+                       size_t valuelen, const rd_kafka_message_t *failed)
 {
     col_server_t *srv = lp->srv;
     col_spool_rec_t *rec = col_spool_rec_new((uint8_t)topic, key, keylen, value, valuelen, p);
+    /* The broker may have appended it (the answer was lost): the replayer looks before it
+     * sends it again (col_doubt.h). */
+    if (rec != NULL && failed != NULL && rd_kafka_message_status(failed) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
+        col_spool_rec_set_in_doubt(rec, failed->partition, rd_kafka_message_timestamp(failed, NULL));
 
     if (rec == NULL || col_spool_append(srv->spool, lp->spool_client, rec) != 0) {
         free(rec);
@@ -239,7 +260,7 @@ void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen
         at_counter_add(srv->stats.delivery_failures, 1);
     }
     at_counter_add(srv->stats.events_spooled, 1);
-    sink_spool(lp, p, topic, key, keylen, value, valuelen);
+    sink_spool(lp, p, topic, key, keylen, value, valuelen, NULL);
 }
 
 /* Delivery report: runs on the loop thread, inside rd_kafka_poll(). */
@@ -260,7 +281,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         col_spool_report_outage(lp->srv->spool);
     at_log(AT_LOG_DEBUG, "collector", "delivery failed; spooling", "error", rd_kafka_err2str(m->err), NULL);
     at_counter_add(lp->srv->stats.events_spooled, 1);
-    sink_spool(lp, p, topic, m->key, m->key_len, m->payload, m->len);
+    sink_spool(lp, p, topic, m->key, m->key_len, m->payload, m->len, m);
 }
 
 /* Client-level errors: runs on the loop thread, inside rd_kafka_poll(). When every broker
@@ -520,7 +541,14 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
     rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, defaults, &conf->kafka_prop, err);
     if (kc == NULL)
         goto fail;
-    srv->spool = col_spool_open(conf->spool_dir, (uint64_t)conf->spool_max_bytes, kc, srv->topics, COL_NTOPICS, err);
+    /* The consumer that looks for events in doubt: the same brokers and security settings. */
+    rd_kafka_conf_t *check = at_kafka_conf_new(conf->brokers, NULL, &conf->kafka_prop, err);
+    if (check == NULL) {
+        rd_kafka_conf_destroy(kc);
+        goto fail;
+    }
+    srv->spool = col_spool_open(conf->spool_dir, (uint64_t)conf->spool_max_bytes, kc, check, srv->topics, COL_NTOPICS,
+                                err);
     if (srv->spool == NULL)
         goto fail;
 

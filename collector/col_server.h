@@ -41,8 +41,10 @@ typedef struct col_stats_s {
     at_counter_t *durability_failures;
     at_gauge_t *spool_bytes, *spool_active, *kafka_queue, *kafka_reachable, *inflight;
     at_counter_t *spool_fsyncs, *spool_replayed, *spool_dead_lettered;
+    at_counter_t *spool_doubt[3]; /* spooled, already in Kafka, sent again */
     at_histogram_t *latency;
     uint64_t spool_seen_fsyncs, spool_seen_replayed, spool_seen_dead; /* collect-callback bookkeeping */
+    uint64_t spool_seen_doubt[3];
 } col_stats_t;
 
 /* A request waiting for its events to become durable. Heap-allocated; owned by the loop

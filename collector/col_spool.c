@@ -22,11 +22,15 @@
 #include <zlib.h>
 
 #include "at_fs.h"
+#include "col_doubt.h"
 #include "at_kafka.h"
 #include "at_log.h"
 
-#define REC_MAGIC 0xA7
+#define REC_MAGIC 0xA7       /* an event */
+#define REC_MAGIC_DOUBT 0xA8 /* an event Kafka may already hold (col_doubt.h) */
 #define REC_HDR_LEN 12
+#define REC_DOUBT_HDR_LEN 24 /* + partition i32 + timestamp ms i64 */
+#define DOUBT_CHECK_TIMEOUT_MS 30000
 #define REPLAY_WINDOW 4096
 #define REPLAY_WINDOW_BYTES (8u << 20)
 #define PROBE_INTERVAL_MS 1000
@@ -53,6 +57,8 @@ struct col_spool_s {
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt[COL_SPOOL_MAX_TOPICS];
     int kafka_timeout_ms;
+    rd_kafka_conf_t *doubt_conf; /* until the first event in doubt needs sp->doubt */
+    col_doubt_t *doubt;          /* replay thread only */
     spool_client_t clients[COL_SPOOL_MAX_CLIENTS];
     int nclients;
 
@@ -67,6 +73,7 @@ struct col_spool_s {
 
     atomic_bool active, reachable;
     atomic_uint_fast64_t appended, append_failed, fsyncs, replayed, replay_failures, dead_lettered, bytes;
+    atomic_uint_fast64_t doubt_appended, doubt_found, doubt_resent;
 };
 
 static uint64_t now_ms(void)
@@ -87,14 +94,24 @@ static void deadline_in(struct timespec *ts, int ms)
     }
 }
 
-static uint32_t rec_crc(uint8_t topic, uint16_t keylen, uint32_t valuelen, const void *key, const void *value)
+/* CRC-32 over topic, lengths, key, value and, for a record in doubt, its 12 extra header
+ * bytes (@p extra, NULL otherwise). */
+static uint32_t rec_crc(uint8_t topic, uint16_t keylen, uint32_t valuelen, const void *key, const void *value,
+                        const uint8_t *extra)
 {
     uint8_t hdr[7] = {topic, (uint8_t)keylen, (uint8_t)(keylen >> 8), (uint8_t)valuelen, (uint8_t)(valuelen >> 8),
                       (uint8_t)(valuelen >> 16), (uint8_t)(valuelen >> 24)};
     uLong crc = crc32(0L, hdr, sizeof(hdr));
     crc = crc32(crc, key, keylen);
     crc = crc32(crc, value, valuelen);
+    if (extra != NULL)
+        crc = crc32(crc, extra, REC_DOUBT_HDR_LEN - REC_HDR_LEN);
     return (uint32_t)crc;
+}
+
+static size_t hdr_len(uint8_t magic)
+{
+    return magic == REC_MAGIC_DOUBT ? REC_DOUBT_HDR_LEN : REC_HDR_LEN;
 }
 
 static void put_le(uint8_t *p, uint64_t v, int n)
@@ -113,7 +130,7 @@ static uint64_t get_le(const uint8_t *p, int n)
 
 static uint64_t rec_size(const col_spool_rec_t *r)
 {
-    return REC_HDR_LEN + r->keylen + r->valuelen;
+    return (r->in_doubt ? REC_DOUBT_HDR_LEN : REC_HDR_LEN) + r->keylen + r->valuelen;
 }
 
 static void update_bytes_locked(col_spool_t *sp)
@@ -128,7 +145,8 @@ col_spool_rec_t *col_spool_rec_new(uint8_t topic, const void *key, size_t keylen
 {
     if (keylen > UINT16_MAX || valuelen > UINT32_MAX)
         return NULL;
-    spool_rec_t *r = malloc(sizeof(*r) + keylen + valuelen + REC_HDR_LEN);
+    /* Room for the longer header, so a record can still be marked in doubt. */
+    spool_rec_t *r = malloc(sizeof(*r) + keylen + valuelen + REC_DOUBT_HDR_LEN);
     if (r == NULL)
         return NULL;
     char *data = (char *)(r + 1);
@@ -138,24 +156,44 @@ col_spool_rec_t *col_spool_rec_new(uint8_t topic, const void *key, size_t keylen
     r->pub.topic = topic;
     r->pub.keylen = (uint16_t)keylen;
     r->pub.valuelen = (uint32_t)valuelen;
+    r->pub.in_doubt = false;
+    r->pub.partition = -1;
+    r->pub.ts_ms = -1;
     /* The on-disk header is kept in front of key and value so one iovec covers all three. */
-    r->pub.key = data + REC_HDR_LEN;
+    r->pub.key = data + REC_DOUBT_HDR_LEN;
     r->pub.value = r->pub.key + keylen;
     memcpy(r->pub.key, key, keylen);
     memcpy(r->pub.value, value, valuelen);
-    uint8_t *h = (uint8_t *)data;
+    uint8_t *h = (uint8_t *)r->pub.key - REC_HDR_LEN;
     h[0] = REC_MAGIC;
     h[1] = topic;
     put_le(h + 2, keylen, 2);
     put_le(h + 4, valuelen, 4);
-    put_le(h + 8, rec_crc(topic, (uint16_t)keylen, (uint32_t)valuelen, key, value), 4);
+    put_le(h + 8, rec_crc(topic, (uint16_t)keylen, (uint32_t)valuelen, key, value, NULL), 4);
     r->client = -1;
     return &r->pub;
 }
 
+void col_spool_rec_set_in_doubt(col_spool_rec_t *rec, int32_t partition, int64_t ts_ms)
+{
+    uint8_t *h = (uint8_t *)rec->key - REC_DOUBT_HDR_LEN;
+    uint8_t extra[REC_DOUBT_HDR_LEN - REC_HDR_LEN];
+    put_le(extra, (uint32_t)partition, 4);
+    put_le(extra + 4, (uint64_t)ts_ms, 8);
+    h[0] = REC_MAGIC_DOUBT;
+    h[1] = rec->topic;
+    put_le(h + 2, rec->keylen, 2);
+    put_le(h + 4, rec->valuelen, 4);
+    put_le(h + 8, rec_crc(rec->topic, rec->keylen, rec->valuelen, rec->key, rec->value, extra), 4);
+    memcpy(h + REC_HDR_LEN, extra, sizeof(extra));
+    rec->in_doubt = true;
+    rec->partition = partition;
+    rec->ts_ms = ts_ms;
+}
+
 static const void *rec_disk_bytes(const col_spool_rec_t *r)
 {
-    return r->key - REC_HDR_LEN;
+    return r->key - (r->in_doubt ? REC_DOUBT_HDR_LEN : REC_HDR_LEN);
 }
 
 /* ---- writer thread ---- */
@@ -282,9 +320,14 @@ static void *writer_main(void *arg)
 typedef struct replay_slot_s {
     uint64_t offset;
     uint32_t len;
+    uint32_t hlen;           /* header length: REC_HDR_LEN, or REC_DOUBT_HDR_LEN in doubt */
     rd_kafka_resp_err_t err;
-    bool done;    /* delivery report arrived */
-    bool skipped; /* acknowledged in an earlier attempt */
+    bool done;               /* delivery report arrived */
+    bool skipped;            /* acknowledged in an earlier attempt, or found in Kafka */
+    bool in_doubt;           /* Kafka may already hold it: look before sending */
+    bool possibly_persisted; /* this attempt failed after the broker may have appended it */
+    int32_t partition;       /* in doubt / possibly persisted: where the earlier attempt went */
+    int64_t ts_ms;           /* ... and its Kafka timestamp */
 } replay_slot_t;
 
 static void replay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -294,6 +337,12 @@ static void replay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
     replay_slot_t *slot = m->_private;
     slot->err = m->err;
     slot->done = true;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED) {
+        slot->possibly_persisted = true;
+        slot->partition = m->partition;
+        slot->ts_ms = rd_kafka_message_timestamp(m, NULL);
+    }
 }
 
 static void write_cursor(col_spool_t *sp, uint64_t cursor)
@@ -324,11 +373,12 @@ static void dead_letter(col_spool_t *sp, const uint8_t *rec, rd_kafka_resp_err_t
     uint8_t topic = rec[1];
     uint16_t keylen = (uint16_t)get_le(rec + 2, 2);
     uint32_t valuelen = (uint32_t)get_le(rec + 4, 4);
+    size_t hlen = hdr_len(rec[0]);
     bson_t doc = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&doc, "topic", topic < sp->ntopics ? sp->topics[topic] : "?");
-    bson_append_utf8(&doc, "key", 3, (const char *)rec + REC_HDR_LEN, keylen);
+    bson_append_utf8(&doc, "key", 3, (const char *)rec + hlen, keylen);
     BSON_APPEND_UTF8(&doc, "error", rd_kafka_err2str(err));
-    bson_append_utf8(&doc, "value", 5, (const char *)rec + REC_HDR_LEN + keylen, (int)valuelen);
+    bson_append_utf8(&doc, "value", 5, (const char *)rec + hlen + keylen, (int)valuelen);
     size_t len;
     char *json = bson_as_relaxed_extended_json(&doc, &len);
     bson_destroy(&doc);
@@ -398,10 +448,131 @@ static void offset_set_drop_below(offset_set_t *s, uint64_t off)
     s->n -= k;
 }
 
+/* Records whose last replay attempt may have reached Kafka (offset in spool.log -> where
+ * and when it went): the next attempt looks for them before sending. In memory only: after a
+ * restart such a record is sent again, and the enricher's idempotent sink stores it once. */
+typedef struct doubt_entry_s {
+    uint64_t offset;
+    int32_t partition;
+    int64_t ts_ms;
+} doubt_entry_t;
+
+typedef struct doubt_map_s {
+    doubt_entry_t *v;
+    size_t n, cap;
+} doubt_map_t;
+
+static doubt_entry_t *doubt_map_find(doubt_map_t *m, uint64_t off)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->v[i].offset == off)
+            return &m->v[i];
+    return NULL;
+}
+
+static void doubt_map_put(doubt_map_t *m, uint64_t off, int32_t partition, int64_t ts_ms)
+{
+    doubt_entry_t *e = doubt_map_find(m, off);
+    if (e == NULL) {
+        if (m->n == m->cap) {
+            size_t cap = m->cap ? m->cap * 2 : 64;
+            doubt_entry_t *v = realloc(m->v, cap * sizeof(*v));
+            if (v == NULL)
+                return; /* worst case: sent again unchecked; the enricher dedupes by id */
+            m->v = v;
+            m->cap = cap;
+        }
+        e = &m->v[m->n++];
+        e->offset = off;
+    }
+    e->partition = partition;
+    e->ts_ms = ts_ms;
+}
+
+static void doubt_map_drop_below(doubt_map_t *m, uint64_t off)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->n; i++)
+        if (m->v[i].offset >= off)
+            m->v[k++] = m->v[i];
+    m->n = k;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Looks for this window's events in doubt in Kafka and marks those found as skipped.
+ * 0, or -1 when Kafka could not be read (the window is tried again later). */
+static int check_doubts(col_spool_t *sp, const uint8_t *buf, uint64_t cursor, replay_slot_t *slots, size_t nslots)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nslots; i++)
+        if (slots[i].in_doubt && !slots[i].skipped)
+            n++;
+    if (n == 0)
+        return 0;
+    at_err_t err = {0};
+    if (sp->doubt == NULL) {
+        sp->doubt = col_doubt_new(sp->doubt_conf, &err);
+        sp->doubt_conf = NULL; /* taken over, also on failure */
+        if (sp->doubt == NULL) {
+            at_log(AT_LOG_ERROR, "spool", "cannot check events in doubt; sending them again", "error", err.msg, NULL);
+            return 0;
+        }
+    }
+    col_doubt_item_t *items = calloc(n, sizeof(*items));
+    size_t *which = calloc(n, sizeof(*which));
+    if (items == NULL || which == NULL) {
+        free(items);
+        free(which);
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nslots; i++) {
+        replay_slot_t *sl = &slots[i];
+        if (!sl->in_doubt || sl->skipped)
+            continue;
+        const uint8_t *rec = buf + (sl->offset - cursor);
+        uint8_t topic = rec[1];
+        uint16_t keylen = (uint16_t)get_le(rec + 2, 2);
+        items[k] = (col_doubt_item_t){.topic = sp->topics[topic < sp->ntopics ? topic : 0],
+                                      .partition = sl->partition,
+                                      .ts_ms = sl->ts_ms >= 0 ? sl->ts_ms : wall_ms() - sp->kafka_timeout_ms - 1000,
+                                      .value = rec + sl->hlen + keylen,
+                                      .valuelen = sl->len - sl->hlen - keylen};
+        which[k++] = i;
+    }
+    int rc = col_doubt_check(sp->doubt, items, n, DOUBT_CHECK_TIMEOUT_MS, &err);
+    if (rc == 0) {
+        uint64_t found = 0;
+        for (size_t j = 0; j < n; j++)
+            if (items[j].found) {
+                slots[which[j]].skipped = true;
+                found++;
+            }
+        atomic_fetch_add(&sp->doubt_found, found);
+        atomic_fetch_add(&sp->doubt_resent, n - found);
+        char nf[24], nr[24];
+        snprintf(nf, sizeof(nf), "%llu", (unsigned long long)found);
+        snprintf(nr, sizeof(nr), "%llu", (unsigned long long)(n - found));
+        at_log(AT_LOG_INFO, "spool", "checked events in doubt against Kafka", "already_in_kafka", nf, "sent_again", nr,
+               NULL);
+    } else {
+        at_log(AT_LOG_WARN, "spool", "could not check events in doubt yet; will retry", "error", err.msg, NULL);
+    }
+    free(items);
+    free(which);
+    return rc;
+}
+
 /* Replays one window starting at @p cursor; returns the new cursor. Sets *outage when
  * Kafka failed deliveries for reasons that may pass. */
 static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, uint8_t *buf, replay_slot_t *slots,
-                              offset_set_t *skip, bool *outage)
+                              offset_set_t *skip, doubt_map_t *doubts, bool *outage)
 {
     size_t want = (size_t)AT_MIN(end - cursor, (uint64_t)REPLAY_WINDOW_BYTES);
     ssize_t got = pread(sp->log_fd, buf, want, (off_t)cursor);
@@ -411,16 +582,33 @@ static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, ui
     /* Cut the buffer into whole records. */
     size_t nslots = 0, pos = 0;
     while (nslots < REPLAY_WINDOW && pos + REC_HDR_LEN <= (size_t)got) {
-        uint32_t len = REC_HDR_LEN + (uint32_t)get_le(buf + pos + 2, 2) + (uint32_t)get_le(buf + pos + 4, 4);
+        uint32_t hlen = (uint32_t)hdr_len(buf[pos]);
+        uint32_t len = hlen + (uint32_t)get_le(buf + pos + 2, 2) + (uint32_t)get_le(buf + pos + 4, 4);
         if (pos + len > (size_t)got)
             break;
-        slots[nslots] = (replay_slot_t){.offset = cursor + pos, .len = len};
-        slots[nslots].skipped = offset_set_has(skip, cursor + pos);
+        replay_slot_t *sl = &slots[nslots];
+        *sl = (replay_slot_t){.offset = cursor + pos, .len = len, .hlen = hlen, .partition = -1, .ts_ms = -1};
+        sl->skipped = offset_set_has(skip, cursor + pos);
+        doubt_entry_t *d = doubt_map_find(doubts, cursor + pos);
+        if (d != NULL) {
+            sl->in_doubt = true;
+            sl->partition = d->partition;
+            sl->ts_ms = d->ts_ms;
+        } else if (buf[pos] == REC_MAGIC_DOUBT) {
+            sl->in_doubt = true;
+            sl->partition = (int32_t)get_le(buf + pos + REC_HDR_LEN, 4);
+            sl->ts_ms = (int64_t)get_le(buf + pos + REC_HDR_LEN + 4, 8);
+        }
         nslots++;
         pos += len;
     }
     if (nslots == 0 && (size_t)got == REPLAY_WINDOW_BYTES) {
         at_log(AT_LOG_ERROR, "spool", "spool record larger than the replay window", NULL);
+        return cursor;
+    }
+    /* Events Kafka may already hold are looked for before anything of the window is sent. */
+    if (check_doubts(sp, buf, cursor, slots, nslots) != 0) {
+        *outage = true;
         return cursor;
     }
 
@@ -433,10 +621,10 @@ static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, ui
         uint16_t keylen = (uint16_t)get_le(rec + 2, 2);
         uint32_t valuelen = (uint32_t)get_le(rec + 4, 4);
         for (;;) {
-            /* The buffer outlives the flush below, so librdkafka need not copy. */
+            /* The buffer outlives every delivery report (below), so librdkafka need not copy. */
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 sp->rk, RD_KAFKA_V_RKT(sp->rkt[topic < sp->ntopics ? topic : 0]), RD_KAFKA_V_MSGFLAGS(0),
-                RD_KAFKA_V_KEY(rec + REC_HDR_LEN, keylen), RD_KAFKA_V_VALUE((void *)(rec + REC_HDR_LEN + keylen), valuelen),
+                RD_KAFKA_V_KEY(rec + s->hlen, keylen), RD_KAFKA_V_VALUE((void *)(rec + s->hlen + keylen), valuelen),
                 RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(sp->rk, 50);
@@ -449,7 +637,13 @@ static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, ui
             break;
         }
     }
-    rd_kafka_flush(sp->rk, sp->kafka_timeout_ms + 5000);
+    if (rd_kafka_flush(sp->rk, sp->kafka_timeout_ms + 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* librdkafka still points into buf, which the next window overwrites: end every
+         * message now (purged in-flight ones report as possibly persisted). */
+        rd_kafka_purge(sp->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        while (rd_kafka_outq_len(sp->rk) > 0)
+            rd_kafka_poll(sp->rk, 100);
+    }
     rd_kafka_poll(sp->rk, 0);
 
     uint64_t newcursor = cursor;
@@ -463,8 +657,11 @@ static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, ui
         }
         if (acked && !s->skipped && s->done && s->err == 0)
             atomic_fetch_add(&sp->replayed, 1);
-        if (!acked)
+        if (!acked) {
             *outage = true;
+            if (s->possibly_persisted)
+                doubt_map_put(doubts, s->offset, s->partition, s->ts_ms);
+        }
         if (prefix && acked)
             newcursor = s->offset + s->len;
         else if (acked)
@@ -473,6 +670,7 @@ static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, ui
             prefix = false;
     }
     offset_set_drop_below(skip, newcursor);
+    doubt_map_drop_below(doubts, newcursor);
     return newcursor;
 }
 
@@ -482,6 +680,7 @@ static void *replay_main(void *arg)
     uint8_t *buf = malloc(REPLAY_WINDOW_BYTES);
     replay_slot_t *slots = calloc(REPLAY_WINDOW, sizeof(*slots));
     offset_set_t skip = {0};
+    doubt_map_t doubts = {0};
     uint64_t next_probe = 0, backoff_ms = 0, next_attempt = 0;
 
     if (buf == NULL || slots == NULL) {
@@ -534,7 +733,7 @@ static void *replay_main(void *arg)
         bool outage = false;
         uint64_t newcursor = cursor;
         if (atomic_load(&sp->reachable))
-            newcursor = replay_window(sp, cursor, end, buf, slots, &skip, &outage);
+            newcursor = replay_window(sp, cursor, end, buf, slots, &skip, &doubts, &outage);
         else
             outage = true;
         if (newcursor != cursor)
@@ -565,6 +764,7 @@ static void *replay_main(void *arg)
     pthread_mutex_unlock(&sp->mu);
 out:
     free(skip.v);
+    free(doubts.v);
     free(slots);
     free(buf);
     return NULL;
@@ -576,17 +776,21 @@ out:
 static uint64_t scan_valid_end(int fd, uint64_t from, uint64_t size)
 {
     uint64_t pos = from;
-    uint8_t hdr[REC_HDR_LEN];
+    uint8_t hdr[REC_DOUBT_HDR_LEN];
     char *body = NULL;
     size_t bodycap = 0;
 
     while (pos + REC_HDR_LEN <= size) {
-        if (pread(fd, hdr, REC_HDR_LEN, (off_t)pos) != REC_HDR_LEN || hdr[0] != REC_MAGIC)
+        if (pread(fd, hdr, REC_HDR_LEN, (off_t)pos) != REC_HDR_LEN || (hdr[0] != REC_MAGIC && hdr[0] != REC_MAGIC_DOUBT))
+            break;
+        size_t hlen = hdr_len(hdr[0]);
+        if (hlen > REC_HDR_LEN && (pos + hlen > size || pread(fd, hdr + REC_HDR_LEN, hlen - REC_HDR_LEN,
+                                                               (off_t)(pos + REC_HDR_LEN)) != (ssize_t)(hlen - REC_HDR_LEN)))
             break;
         uint16_t keylen = (uint16_t)get_le(hdr + 2, 2);
         uint32_t valuelen = (uint32_t)get_le(hdr + 4, 4);
         size_t blen = (size_t)keylen + valuelen;
-        if (pos + REC_HDR_LEN + blen > size)
+        if (pos + hlen + blen > size)
             break;
         if (blen > bodycap) {
             char *nb = realloc(body, blen);
@@ -595,29 +799,32 @@ static uint64_t scan_valid_end(int fd, uint64_t from, uint64_t size)
             body = nb;
             bodycap = blen;
         }
-        if (pread(fd, body, blen, (off_t)(pos + REC_HDR_LEN)) != (ssize_t)blen)
+        if (pread(fd, body, blen, (off_t)(pos + hlen)) != (ssize_t)blen)
             break;
-        if (rec_crc(hdr[1], keylen, valuelen, body, body + keylen) != (uint32_t)get_le(hdr + 8, 4))
+        if (rec_crc(hdr[1], keylen, valuelen, body, body + keylen, hlen > REC_HDR_LEN ? hdr + REC_HDR_LEN : NULL) !=
+            (uint32_t)get_le(hdr + 8, 4))
             break;
-        pos += REC_HDR_LEN + blen;
+        pos += hlen + blen;
     }
     free(body);
     return pos;
 }
 
-col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t *conf, const char *const *topics,
-                            size_t ntopics, at_err_t *err)
+col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t *conf, rd_kafka_conf_t *check_conf,
+                            const char *const *topics, size_t ntopics, at_err_t *err)
 {
     col_spool_t *sp = calloc(1, sizeof(*sp));
     char path[4200], errstr[512];
 
     if (sp == NULL) {
+        rd_kafka_conf_destroy(check_conf);
         rd_kafka_conf_destroy(conf);
         at_err_set(err, AT_ERR_NOMEM, "spool: out of memory");
         return NULL;
     }
     sp->log_fd = sp->cursor_fd = sp->dead_fd = -1;
     sp->max_bytes = max_bytes;
+    sp->doubt_conf = check_conf;
     pthread_mutex_init(&sp->mu, NULL);
     pthread_cond_init(&sp->writer_cv, NULL);
     pthread_cond_init(&sp->replay_cv, NULL);
@@ -712,6 +919,8 @@ fail:
     }
     if (sp->rk)
         rd_kafka_destroy(sp->rk);
+    if (sp->doubt_conf != NULL)
+        rd_kafka_conf_destroy(sp->doubt_conf);
     if (sp->log_fd >= 0)
         close(sp->log_fd);
     if (sp->cursor_fd >= 0)
@@ -745,6 +954,8 @@ int col_spool_append(col_spool_t *sp, int client, col_spool_rec_t *rec)
     }
     r->client = client;
     rec->next = NULL;
+    if (rec->in_doubt)
+        atomic_fetch_add(&sp->doubt_appended, 1);
     if (sp->queue_tail != NULL)
         sp->queue_tail->pub.next = rec;
     else
@@ -791,6 +1002,9 @@ void col_spool_get_stats(col_spool_t *sp, col_spool_stats_t *out)
     out->replayed = atomic_load(&sp->replayed);
     out->replay_failures = atomic_load(&sp->replay_failures);
     out->dead_lettered = atomic_load(&sp->dead_lettered);
+    out->doubt_appended = atomic_load(&sp->doubt_appended);
+    out->doubt_found = atomic_load(&sp->doubt_found);
+    out->doubt_resent = atomic_load(&sp->doubt_resent);
     out->bytes = atomic_load(&sp->bytes);
     out->kafka_reachable = atomic_load(&sp->reachable);
 }
@@ -823,6 +1037,9 @@ void col_spool_close(col_spool_t *sp, int replay_wait_ms)
         free(sp->topics[i]);
     }
     rd_kafka_destroy(sp->rk);
+    col_doubt_destroy(sp->doubt);
+    if (sp->doubt_conf != NULL)
+        rd_kafka_conf_destroy(sp->doubt_conf);
     close(sp->log_fd);
     close(sp->cursor_fd);
     if (sp->dead_fd >= 0)

@@ -19,7 +19,12 @@
  * spool too, so that they reach Kafka after the events spooled before them.
  *
  * Record format (little-endian): magic 0xA7 | topic u8 | key length u16 | value length u32 |
- * crc32 u32 (zlib, over topic..value) | key | value. A torn record at the tail (crash mid-
+ * crc32 u32 (zlib, over topic..value) | key | value. An event Kafka may already hold (its
+ * produce attempt ended "possibly persisted") has magic 0xA8 and, after the crc, the
+ * partition it was sent to (i32) and its Kafka timestamp in ms (i64), both also under the
+ * crc; before sending it, the replayer looks for it in that partition (col_doubt.h) and
+ * skips it when it is there. A replay attempt of its own that ends possibly persisted is
+ * remembered in memory and checked the same way. A torn record at the tail (crash mid-
  * write, never acknowledged) is cut off at start-up.
  */
 #ifndef COL_SPOOL_H
@@ -43,6 +48,9 @@ typedef struct col_spool_rec_s {
     uint8_t topic;   /* index into the spool's topic list */
     uint16_t keylen;
     uint32_t valuelen;
+    bool in_doubt;   /* set by col_spool_rec_set_in_doubt() */
+    int32_t partition;
+    int64_t ts_ms;
     char *key;       /* point into this block */
     char *value;
 } col_spool_rec_t;
@@ -53,17 +61,22 @@ typedef void (*col_spool_notify_cb)(col_spool_rec_t *done, void *opaque);
 
 typedef struct col_spool_stats_s {
     uint64_t appended, append_failed, fsyncs, replayed, replay_failures, dead_lettered;
+    uint64_t doubt_appended; /* events spooled in doubt */
+    uint64_t doubt_found;    /* events in doubt found in Kafka: not sent again */
+    uint64_t doubt_resent;   /* events in doubt not in Kafka: sent */
     uint64_t bytes;     /* not yet replayed, including queued appends */
     bool kafka_reachable;
 } col_spool_stats_t;
 
 /*
  * Opens (creating if needed) the spool in @p dir, cuts a torn tail, and starts the writer
- * and replay threads. @p conf is the replay producer's librdkafka conf: taken over on
- * success and on failure. @p topics: @p ntopics topic names (copied). Returns NULL + err.
+ * and replay threads. @p conf is the replay producer's librdkafka conf, @p check_conf a
+ * consumer conf (brokers and security) for looking up events in doubt, created the first
+ * time one is replayed: both taken over on success and on failure. @p topics: @p ntopics
+ * topic names (copied). Returns NULL + err.
  */
-col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t *conf, const char *const *topics,
-                            size_t ntopics, at_err_t *err);
+col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t *conf, rd_kafka_conf_t *check_conf,
+                            const char *const *topics, size_t ntopics, at_err_t *err);
 
 /* Registers a submitter; returns its client id (>= 0) or -1. Call before traffic. */
 int col_spool_register(col_spool_t *sp, col_spool_notify_cb cb, void *opaque);
@@ -71,6 +84,10 @@ int col_spool_register(col_spool_t *sp, col_spool_notify_cb cb, void *opaque);
 /* Allocates a record holding copies of @p key and @p value. NULL on allocation failure. */
 col_spool_rec_t *col_spool_rec_new(uint8_t topic, const void *key, size_t keylen, const void *value, size_t valuelen,
                                    void *opaque);
+
+/* Marks @p rec (before col_spool_append) as possibly already in Kafka: sent to @p partition
+ * with Kafka timestamp @p ts_ms, with no answer. */
+void col_spool_rec_set_in_doubt(col_spool_rec_t *rec, int32_t partition, int64_t ts_ms);
 
 /*
  * Queues @p rec for a durable append on behalf of @p client. Returns 0 (the outcome

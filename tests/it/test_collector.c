@@ -21,6 +21,9 @@
 #include "at_event.h"
 #include "at_hmac.h"
 #include "at_test_support.h"
+#include "at_kafka.h"
+#include "col_doubt.h"
+#include <time.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -580,9 +583,65 @@ static void test_config__bad_value_names_option_and_range(void **state)
     free(bin);
 }
 
+/* col_doubt against the broker: what is in the partition is found, what is not (other
+ * bytes, or the same bytes in another partition) is not. devstream cannot look offsets up by
+ * time, so this also covers the fallback that reads the last messages of the partition. */
+/* A topic of its own (devstream creates it on first use with 4 partitions), so the other
+ * tests' counts of adtrack.events.raw stay exact. */
+#define DOUBT_TOPIC "adtrack.test.doubt"
+
+static void test_doubt__finds_exactly_what_kafka_holds(void **state)
+{
+    AT_UNUSED(state);
+    at_err_t err = {0};
+    char errstr[256];
+    rd_kafka_conf_t *pc = at_kafka_conf_new(ds.bootstraps, NULL, NULL, &err);
+    assert_non_null(pc);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr));
+    assert_non_null(p);
+    char held[5][64];
+    for (int i = 0; i < 5; i++) {
+        snprintf(held[i], sizeof(held[i]), "{\"v\":1,\"id\":\"doubt-held-%d\"}", i);
+        assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(DOUBT_TOPIC), RD_KAFKA_V_PARTITION(2),
+                                           RD_KAFKA_V_VALUE(held[i], strlen(held[i])), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                           RD_KAFKA_V_END),
+                         0);
+    }
+    assert_int_equal(rd_kafka_flush(p, 10000), 0);
+    rd_kafka_destroy(p);
+
+    int64_t now = (int64_t)time(NULL) * 1000;
+    const char *absent = "{\"v\":1,\"id\":\"doubt-never-sent\"}";
+    col_doubt_item_t items[] = {
+        {.topic = DOUBT_TOPIC, .partition = 2, .ts_ms = now, .value = held[1], .valuelen = strlen(held[1])},
+        {.topic = DOUBT_TOPIC, .partition = 2, .ts_ms = now, .value = absent, .valuelen = strlen(absent)},
+        {.topic = DOUBT_TOPIC, .partition = 1, .ts_ms = now, .value = held[3], .valuelen = strlen(held[3])},
+        {.topic = DOUBT_TOPIC, .partition = 2, .ts_ms = now, .value = held[4], .valuelen = strlen(held[4])},
+    };
+    rd_kafka_conf_t *cc = at_kafka_conf_new(ds.bootstraps, NULL, NULL, &err);
+    col_doubt_t *d = col_doubt_new(cc, &err);
+    assert_non_null(d);
+    assert_int_equal(col_doubt_check(d, items, AT_ARRAY_LEN(items), 30000, &err), 0);
+    assert_true(items[0].found);
+    assert_false(items[1].found);
+    assert_false(items[2].found); /* right bytes, wrong partition */
+    assert_true(items[3].found);
+    col_doubt_destroy(d);
+
+    /* A broker that cannot be reached: no conclusion, an error instead. */
+    rd_kafka_conf_t *dead = at_kafka_conf_new("127.0.0.1:1", NULL, NULL, &err);
+    d = col_doubt_new(dead, &err);
+    assert_non_null(d);
+    items[0].found = false;
+    assert_int_equal(col_doubt_check(d, items, 1, 2000, &err), -1);
+    assert_false(items[0].found);
+    col_doubt_destroy(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_doubt__finds_exactly_what_kafka_holds),
         cmocka_unit_test_teardown(test_config__bad_value_names_option_and_range, kill_leftovers),
         cmocka_unit_test_teardown(test_pixel__n_events_land_once_with_fields, kill_leftovers),
         cmocka_unit_test_teardown(test_bad_input__documented_statuses_and_rejected_topic, kill_leftovers),

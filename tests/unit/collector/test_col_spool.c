@@ -74,8 +74,10 @@ static col_spool_t *open_spool(const char *dir, uint64_t max)
     const char *defaults[] = {"message.timeout.ms", "1000", "log_level", "0", NULL};
     rd_kafka_conf_t *kc = at_kafka_conf_new("127.0.0.1:1", defaults, NULL, &err);
     assert_non_null(kc);
+    rd_kafka_conf_t *check = at_kafka_conf_new("127.0.0.1:1", NULL, NULL, &err);
+    assert_non_null(check);
     const char *topics[] = {"adtrack.events.raw", "adtrack.events.rejected"};
-    col_spool_t *sp = col_spool_open(dir, max, kc, topics, 2, &err);
+    col_spool_t *sp = col_spool_open(dir, max, kc, check, topics, 2, &err);
     if (sp == NULL)
         fail_msg("col_spool_open: %s", err.msg);
     return sp;
@@ -194,9 +196,49 @@ static void test_col_spool_append__refuses_over_limit(void **state)
     free(dir);
 }
 
+static void test_col_spool_rec_set_in_doubt__kept_across_reopen_and_checked(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    sink_t s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    col_spool_t *sp = open_spool(dir, 1 << 20);
+    int client = col_spool_register(sp, on_done, &s);
+    col_spool_rec_t *plain = col_spool_rec_new(0, "k", 1, "plain", 5, NULL);
+    col_spool_rec_t *doubt = col_spool_rec_new(0, "k", 1, "doubt", 5, NULL);
+    col_spool_rec_set_in_doubt(doubt, 7, INT64_C(1764720000123));
+    assert_true(doubt->in_doubt);
+    assert_int_equal(doubt->partition, 7);
+    assert_int_equal(col_spool_append(sp, client, plain), 0);
+    assert_int_equal(col_spool_append(sp, client, doubt), 0);
+    wait_done(&s, 2);
+    col_spool_stats_t st;
+    col_spool_get_stats(sp, &st);
+    assert_int_equal(st.doubt_appended, 1);
+    col_spool_close(sp, 0);
+    /* 12-byte header for the plain record, 24 (with partition and timestamp) in doubt. */
+    off_t good = file_size(dir);
+    assert_int_equal(good, (12 + 1 + 5) + (24 + 1 + 5));
+
+    /* The doubt record's header bytes are in its CRC: a flipped partition byte cuts it. */
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/spool.log", dir);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char magic = 0;
+    assert_int_equal(pread(fd, &magic, 1, 12 + 1 + 5), 1);
+    assert_int_equal(magic, 0xA8);
+    assert_int_equal(pwrite(fd, "\x08", 1, 12 + 1 + 5 + 12), 1);
+    close(fd);
+    sp = open_spool(dir, 1 << 20);
+    assert_int_equal(file_size(dir), 12 + 1 + 5);
+    col_spool_close(sp, 0);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_col_spool_rec_set_in_doubt__kept_across_reopen_and_checked),
         cmocka_unit_test(test_col_spool_append__durable_before_notify_and_survives_reopen),
         cmocka_unit_test(test_col_spool_open__cuts_torn_tail),
         cmocka_unit_test(test_col_spool_append__refuses_over_limit),
