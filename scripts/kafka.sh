@@ -7,6 +7,8 @@
 #       Downloads the broker's jars from Maven Central (tools/kafka/pom.xml, pinned) into the
 #       cache and compiles tools/kafka/AdtrackKafkaAdmin.java. Idempotent: a second call
 #       only checks the cache. Prints the install directory.
+#   scripts/kafka.sh check
+#       Exit 0 if installed (and Java 17+ is there), 3 if not. Starts no JVM.
 #   scripts/kafka.sh start --dir DIR [--nodes 1|3] [--no-topics] [--profile test|production]
 #                          [--partitions NAME=N]... [--heap SIZE] [--timeout SEC] [--owner-pid PID]
 #       Formats the KRaft storage (first time only), starts the nodes and waits (bounded)
@@ -26,7 +28,9 @@
 #       until no partition is under-replicated (the node caught up).
 #   scripts/kafka.sh topics --dir DIR [--profile test|production] [--partitions NAME=N]...
 #       Creates the topics of deploy/topics.conf that do not exist yet.
-#   scripts/kafka.sh status|describe|bootstrap --dir DIR
+#   scripts/kafka.sh describe --dir DIR [--topic NAME]
+#       Every partition's leader, replicas and ISR; with --topic, that topic's configs.
+#   scripts/kafka.sh status|bootstrap --dir DIR
 #
 # Exit status: 0 ok; 1 failed (the reason and the tail of the node logs on stderr);
 # 2 usage; 3 not installed (run `scripts/kafka.sh install`; tests treat this as "skip").
@@ -44,11 +48,12 @@ POM="$ROOT/tools/kafka/pom.xml"
 ADMIN_SRC="$ROOT/tools/kafka/AdtrackKafkaAdmin.java"
 TOPICS_CONF="$ROOT/deploy/topics.conf"
 CACHE=${ADTRACK_CACHE_DIR:-$HOME/.cache/adtrack}
+# shellcheck source=scripts/infra-lib.sh
+source "$ROOT/scripts/infra-lib.sh"
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 usage() { echo "kafka.sh: $*" >&2; echo "usage: see the comment at the top of $SELF" >&2; exit 2; }
 note() { echo "kafka.sh: $*" >&2; }
-now_ms() { date +%s%3N; }
 
 java_bin() {
     if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then echo "$JAVA_HOME/bin/java"; else command -v java || true; fi
@@ -137,43 +142,6 @@ admin() {
         -cp "$HOME_DIR/classes:$HOME_DIR/libs/*" AdtrackKafkaAdmin "$@"
 }
 
-# N free TCP ports on 127.0.0.1, below the kernel's ephemeral range when possible: a port
-# of a killed node is then not taken by some client's outgoing connection before the node
-# restarts on it. All N are held at once, so they are distinct.
-free_ports() {
-    python3 - "$1" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-try:
-    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-except OSError:
-    lo = 32768
-held, ports = [], []
-if lo > 12000:
-    cands = random.sample(range(10000, lo), min(4000, lo - 10000))
-else:
-    cands = []
-for p in cands:
-    if len(ports) == n:
-        break
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        s.close()
-        continue
-    held.append(s)
-    ports.append(p)
-while len(ports) < n:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)
-    ports.append(s.getsockname()[1])
-print(" ".join(map(str, ports)))
-PY
-}
-
-port_open() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
 
 # --- cluster directory ------------------------------------------------------------------
 # DIR/cluster.env   NODES, CLUSTER_ID, RF, MIN_ISR, PORT_<n>, CPORT_<n>, BOOTSTRAP
@@ -188,12 +156,7 @@ load_cluster() {
 }
 
 node_pid() { # prints the live pid of node $1, or nothing
-    local f="$DIR/node-$1/pid" pid
-    [[ -f $f ]] || return 0
-    pid=$(< "$f")
-    if [[ -n $pid && -r /proc/$pid/cmdline ]] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$DIR/node-$1/server.properties"; then
-        echo "$pid"
-    fi
+    infra_pid_is "$DIR/node-$1/pid" "$DIR/node-$1/server.properties"
 }
 
 running_nodes() {
@@ -213,7 +176,7 @@ tail_logs() { # tail_logs <node>: the end of a node's logs, for a failure messag
 
 write_cluster() {
     local ports voters="" bootstrap="" n p c i=0
-    read -r -a ports <<< "$(free_ports $((2 * NODES)))"
+    read -r -a ports <<< "$(infra_free_ports $((2 * NODES)))"
     [[ ${#ports[@]} -eq $((2 * NODES)) ]] || die "could not find $((2 * NODES)) free ports"
     CLUSTER_ID=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
     if [[ $NODES -eq 1 ]]; then RF=1 MIN_ISR=1; else RF=3 MIN_ISR=2; fi
@@ -327,7 +290,7 @@ wait_node_port() { # wait_node_port <n> <deadline_ms>
     local n=$1 deadline=$2 port_var=PORT_$1
     local pid
     pid=$(cat "$DIR/node-$n/pid" 2> /dev/null || true)
-    while ! port_open "${!port_var}"; do
+    while ! infra_port_open "${!port_var}"; do
         # kill -0 on the recorded pid, not node_pid: right after the fork the child's
         # command line is still the shell's.
         if [[ -z $pid ]] || ! kill -0 "$pid" 2> /dev/null; then
@@ -501,8 +464,8 @@ cmd_status() {
     for ((n = 1; n <= NODES; n++)); do
         pid=$(node_pid "$n") port_var=PORT_$n
         if [[ -n $pid ]]; then
-            rss=$(awk '/^VmRSS/ {print $2 " " $3}' "/proc/$pid/status" 2> /dev/null || echo "?")
-            echo "node $n: running pid $pid port ${!port_var} rss $rss"
+            rss=$(infra_rss_kb "$pid")
+            echo "node $n: running pid $pid port ${!port_var} rss ${rss:-?} kB"
         else
             echo "node $n: stopped port ${!port_var}"
         fi
@@ -513,7 +476,7 @@ cmd_status() {
 [[ $# -ge 1 ]] || usage "no command"
 CMD=$1
 shift
-DIR="" WANT_NODES="" NODE="" TOPICS=1 PROFILE=test HEAP="" TIMEOUT="" OWNER="" KILL=0 WAIT_ISR=1
+DIR="" WANT_NODES="" NODE="" TOPIC="" TOPICS=1 PROFILE=test HEAP="" TIMEOUT="" OWNER="" KILL=0 WAIT_ISR=1
 PARTITIONS=()
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -527,6 +490,7 @@ while [[ $# -gt 0 ]]; do
     --timeout) TIMEOUT=${2:?}; shift 2 ;;
     --owner-pid) OWNER=${2:?}; shift 2 ;;
     --kill) KILL=1; shift ;;
+    --topic) TOPIC=${2:?}; shift 2 ;;
     --no-wait-isr) WAIT_ISR=0; shift ;;
     *) usage "unknown argument $1" ;;
     esac
@@ -545,13 +509,16 @@ need_dir() {
 
 case $CMD in
 install) cmd_install ;;
+check) require_installed; echo "Kafka $(kafka_version) installed in $HOME_DIR" ;;
 start) need_dir; require_installed; TIMEOUT=${TIMEOUT:-180}; cmd_start ;;
 stop) need_dir; TIMEOUT=${TIMEOUT:-30}; cmd_stop ;;
 kill-node) need_dir; cmd_kill_node ;;
 stop-node) need_dir; TIMEOUT=${TIMEOUT:-30}; cmd_stop_node ;;
 start-node) need_dir; require_installed; TIMEOUT=${TIMEOUT:-120}; cmd_start_node ;;
 topics) need_dir; require_installed; TIMEOUT=${TIMEOUT:-60}; cmd_topics ;;
-describe) need_dir; require_installed; load_cluster; admin describe --bootstrap "$BOOTSTRAP" ;;
+describe)
+    need_dir; require_installed; load_cluster
+    if [[ -n $TOPIC ]]; then admin describe-configs --bootstrap "$BOOTSTRAP" --topic "$TOPIC"; else admin describe --bootstrap "$BOOTSTRAP"; fi ;;
 bootstrap) need_dir; load_cluster; echo "$BOOTSTRAP" ;;
 status) need_dir; cmd_status ;;
 _watchdog) need_dir; cmd_watchdog ;;

@@ -16,6 +16,8 @@
  *       included, is leaderless or under-replicated (after a restarted node caught up).
  *   describe      --bootstrap B
  *       one line per partition: topic partition leader replicas isr.
+ *   describe-configs --bootstrap B --topic T
+ *       the configs set on topic T (not broker defaults), one KEY=VALUE a line.
  *
  * Exit status: 0 done, 1 not done within the timeout (the last reason is on stderr),
  * 2 bad arguments or topics file. Every wait is bounded by --timeout-ms (default 60000).
@@ -39,6 +41,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.DescribeClusterOptions;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
@@ -48,6 +52,7 @@ import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartitionInfo;
+import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.TopicExistsException;
 
 public final class AdtrackKafkaAdmin {
@@ -153,6 +158,13 @@ public final class AdtrackKafkaAdmin {
             }
             case "describe":
                 return describe(admin);
+            case "describe-configs": {
+                String topic = one(opts, "topic", null);
+                if (topic == null) {
+                    throw new Usage("describe-configs: --topic is required");
+                }
+                return describeConfigs(admin, topic);
+            }
             default:
                 throw new Usage("unknown command " + cmd);
             }
@@ -287,6 +299,26 @@ public final class AdtrackKafkaAdmin {
             return 0;
         } catch (Exception e) {
             System.err.println("kafka-admin: describe: " + e);
+            return 1;
+        }
+    }
+
+    /* The topic's configs that are not broker defaults (set at creation), one KEY=VALUE a line. */
+    private static int describeConfigs(Admin admin, String topic) {
+        try {
+            ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+            Config cfg = admin.describeConfigs(List.of(res)).all().get(10, TimeUnit.SECONDS).get(res);
+            List<String> lines = new ArrayList<>();
+            for (ConfigEntry e : cfg.entries()) {
+                if (e.source() == ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG) {
+                    lines.add(e.name() + "=" + e.value());
+                }
+            }
+            lines.sort(null);
+            lines.forEach(System.out::println);
+            return 0;
+        } catch (Exception e) {
+            System.err.println("kafka-admin: describe-configs " + topic + ": " + e);
             return 1;
         }
     }
