@@ -8,6 +8,7 @@
  *  - the collector (acks=all, idempotence) produces N pixels and they are read back, each
  *    exactly once, keyed by campaign;
  *  - a consumer group commits, a new member of the group resumes from the commit;
+ *  - librdkafka's CreateTopics (admin API) creates a compacted, replicated topic;
  *  - a broker SIGKILLed in the middle of a load run (adtrack-loadtest --verify kafka:):
  *    leadership moves off it and its replicas leave the ISR, it rejoins after a restart,
  *    and every acknowledged request is in Kafka exactly once, none spooled.
@@ -368,6 +369,53 @@ static void test_consumer_group__commit_then_new_member_resumes(void **state)
     assert_int_equal(group_consume(group, "adtrack.coredata.updates", 1, false), 0);
 }
 
+static void test_admin__librdkafka_create_topics(void **state)
+{
+    AT_UNUSED(state);
+    char errstr[256], name[64];
+    snprintf(name, sizeof(name), "adtrack.smoke.created.%ld", (long)getpid());
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", kc.bootstraps, errstr, sizeof(errstr)),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    assert_non_null(rk);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, 4, NODES, errstr, sizeof(errstr));
+    assert_non_null(nt);
+    assert_int_equal(rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact"), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", "2"), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    assert_non_null(ev);
+    assert_int_equal(rd_kafka_event_type(ev), RD_KAFKA_EVENT_CREATETOPICS_RESULT);
+    assert_int_equal(rd_kafka_event_error(ev), RD_KAFKA_RESP_ERR_NO_ERROR);
+    size_t nres = 0;
+    const rd_kafka_topic_result_t **res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nres);
+    assert_int_equal(nres, 1);
+    if (rd_kafka_topic_result_error(res[0]) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fail_msg("CreateTopics %s: %s", name, rd_kafka_topic_result_error_string(res[0]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+
+    /* The new topic is there, fully replicated, with the configs asked for. */
+    int64_t deadline = ts_now_ms() + 30000;
+    part_t parts[8];
+    int n;
+    while ((n = topic_layout(name, parts, 8)) != 4 && ts_now_ms() < deadline)
+        usleep(200 * 1000);
+    assert_int_equal(n, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(parts[i].nreplicas, NODES);
+    char *out = NULL;
+    assert_int_equal(ts_kafka_script(&kc, "describe", (const char *const[]){"--topic", name, NULL}, &out), 0);
+    if (strstr(out, "cleanup.policy=compact") == NULL || strstr(out, "min.insync.replicas=2") == NULL)
+        fail_msg("%s configs: %s", name, out);
+    free(out);
+}
+
 static void test_failover__broker_sigkill_midway_loses_nothing(void **state)
 {
     AT_UNUSED(state);
@@ -478,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_cluster__topics_replicated_as_configured),
         cmocka_unit_test_teardown(test_collector__acks_all_idempotent_each_event_once, kill_leftovers),
         cmocka_unit_test(test_consumer_group__commit_then_new_member_resumes),
+        cmocka_unit_test(test_admin__librdkafka_create_topics),
         cmocka_unit_test_teardown(test_failover__broker_sigkill_midway_loses_nothing, kill_leftovers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
