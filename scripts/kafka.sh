@@ -178,7 +178,13 @@ write_cluster() {
     local ports voters="" bootstrap="" n p c i=0
     read -r -a ports <<< "$(infra_free_ports $((2 * NODES)))"
     [[ ${#ports[@]} -eq $((2 * NODES)) ]] || die "could not find $((2 * NODES)) free ports"
-    CLUSTER_ID=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # A random UUID in Kafka's form (URL-safe base64, no padding). One starting with '-'
+    # would be read as an option by StorageTool's argument parser (1 in 64): Kafka's own
+    # Uuid.randomUuid() skips those too.
+    CLUSTER_ID=-
+    while [[ $CLUSTER_ID == -* ]]; do
+        CLUSTER_ID=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     if [[ $NODES -eq 1 ]]; then RF=1 MIN_ISR=1; else RF=3 MIN_ISR=2; fi
     {
         echo "NODES=$NODES"
