@@ -18,7 +18,8 @@ shorter than the drain fails the test. What it checks:
 - the references inside the manifests (ConfigMap and Secret keys, selectors, HPA and KEDA
   targets, the governing Service, compose depends_on, mounted files) resolve;
 - HAProxy gets exactly the variables deploy/haproxy.cfg reads;
-- the topics the binaries use by default are the ones the compose init creates;
+- the topics the binaries use by default are defined in deploy/topics.conf, which the
+  compose init (kafka-init.sh) creates;
 - dashboard: every --scrape target is NAME=http://HOST:PORT/metrics; in compose each HOST is
   an adtrack service listening on PORT, and every collector and enricher is scraped once;
 - docker-entrypoint.sh selects every service (its `<service> --help` is the binary's);
@@ -367,15 +368,31 @@ def grace_too_short(s, seconds):
 
 
 def check_topics(src, topics):
-    path = os.path.join(src, "deploy", "compose", "kafka-init.sh")
-    with open(path) as f:
-        text = f.read()
-    created = set(re.findall(r"^create\s+(\S+)", text, re.M))
+    """The topics come from deploy/topics.conf (read by compose's kafka-init.sh and by the
+    real-Kafka tests' scripts/kafka.sh): every topic a service uses must be defined there,
+    and kafka-init.sh must read that file. Returns the raw topic's partition count."""
+    conf = os.path.join(src, "deploy", "topics.conf")
+    defined = {}
+    with open(conf) as f:
+        for no, line in enumerate(f, 1):
+            words = line.split("#", 1)[0].split()
+            if not words:
+                continue
+            if words[0] == "topic" and len(words) >= 3 and words[2].isdigit():
+                defined[words[1]] = int(words[2])
+            elif words[0] == "test" and len(words) >= 3:
+                if words[1] not in defined:
+                    problem("deploy/topics.conf:%d" % no, "test override for undefined topic %s" % words[1])
+            else:
+                problem("deploy/topics.conf:%d" % no, "expected 'topic NAME PARTITIONS ...' or 'test NAME ...'")
     for t in sorted(x for x in topics if x):
-        if t not in created:
-            problem("deploy/compose/kafka-init.sh", "does not create topic %s, which the services use" % t)
-    m = re.search(r"RAW_PARTITIONS:-(\d+)", text)
-    return int(m.group(1)) if m else None
+        if t not in defined:
+            problem("deploy/topics.conf", "does not define topic %s, which the services use" % t)
+    init = os.path.join(src, "deploy", "compose", "kafka-init.sh")
+    with open(init) as f:
+        if "topics.conf" not in f.read():
+            problem("deploy/compose/kafka-init.sh", "does not read topics.conf")
+    return defined.get("adtrack.events.raw")
 
 
 # ---------------------------------------------------------------- Kubernetes
