@@ -30,6 +30,17 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   packages+=(nodejs npm)
 fi
 
+# Java 17+ and Maven run the real Kafka brokers of the tests (scripts/kafka.sh: jars from
+# Maven Central, javac for its admin helper). Machines that already have them keep theirs.
+if ! command -v javac >/dev/null 2>&1; then
+  packages+=(openjdk-17-jdk-headless)
+fi
+if ! command -v mvn >/dev/null 2>&1; then
+  packages+=(maven)
+fi
+# Go (for FerretDB, scripts/ferretdb.sh) is not installed here: Debian 12's Go 1.19 is too
+# old for FerretDB 1.24; the script needs Go 1.24+ on PATH or in /usr/local/go.
+
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

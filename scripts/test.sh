@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
 # test.sh: the whole test suite on a Debian 12 machine, from a fresh clone.
 #
-#   1. scripts/install-deps.sh (installs only what is missing)
-#   2. build/       RelWithDebInfo, every target; ctest: unit tests in parallel, then the
-#                   integration and end-to-end tests one at a time (they start real
-#                   processes: devstream, redis-server, collectors, mockupdb)
-#   3. build-asan/  -DADTRACK_SANITIZE=ON (ASan + UBSan); ctest -L unit
-#   4. scripts/fuzz.sh 20 (20 s per fuzz target), when that script exists
+#   1. scripts/install-deps.sh (Debian packages; installs only what is missing)
+#   2. scripts/kafka.sh install, scripts/ferretdb.sh install (Apache Kafka from Maven Central,
+#      FerretDB from the Go module proxy, cached under ~/.cache/adtrack; docs/REAL-INFRA.md)
+#   3. build/       RelWithDebInfo, every target; ctest: unit tests in parallel, then the
+#                   integration, end-to-end and chaos tests one at a time (they start real
+#                   processes: devstream, Kafka, FerretDB, redis-server, mockupdb, ...)
+#   4. build-asan/  -DADTRACK_SANITIZE=ON (ASan + UBSan + LSan): unit tests, then the chaos
+#                   tests and the integration tests of the multi-threaded services
+#   5. build-tsan/  -DADTRACK_TSAN=ON (ThreadSanitizer): unit tests, then the integration,
+#                   end-to-end and chaos tests that start multi-threaded services
+#   6. scripts/fuzz.sh 20 (20 s per fuzz target)
+#
+# In the sanitizer stages every process (tests and the services they start, also from shell
+# scripts that do not check exit codes) writes its sanitizer reports to a directory of the
+# stage (log_path); a report in it fails the stage and is printed, so a race or leak in a
+# service started by a script cannot go unnoticed. Suppressions: tests/sanitizers/.
 #
 # Every stage runs even when an earlier one failed (except that nothing is tested without a
-# build); the exit status is non-zero if anything failed. Set ADTRACK_SKIP_ASAN=1 or
-# ADTRACK_SKIP_FUZZ=1 to leave a stage out locally, ADTRACK_BUILD_DIR / ADTRACK_ASAN_BUILD_DIR
-# to build elsewhere (scripts/fuzz.sh takes FUZZ_BUILD_DIR).
+# build); the exit status is non-zero if anything failed. Set ADTRACK_SKIP_ASAN=1,
+# ADTRACK_SKIP_TSAN=1, ADTRACK_SKIP_FUZZ=1 or ADTRACK_SKIP_REAL_INFRA=1 to leave a stage out
+# locally, ADTRACK_BUILD_DIR / ADTRACK_ASAN_BUILD_DIR / ADTRACK_TSAN_BUILD_DIR to build
+# elsewhere (scripts/fuzz.sh takes FUZZ_BUILD_DIR). With CI=true a missing real server fails
+# the tests that need it instead of skipping them.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
 build=${ADTRACK_BUILD_DIR:-build}
 build_asan=${ADTRACK_ASAN_BUILD_DIR:-build-asan}
+build_tsan=${ADTRACK_TSAN_BUILD_DIR:-build-tsan}
 failed=()
 summary=()
 t_start=$SECONDS
+
+# Tests that start no multi-threaded service of ours are not worth a sanitizer's time:
+# configuration docs, manifests, the browser-side tracker, the kcat protocol check, and the
+# real-server smoke tests (their subject is the servers, not our threads).
+sanitizer_skip='^(it/config_docs|it/deploy_lint|it/tracker_js|it/realkafka_kcat|it/test_realkafka_smoke|it/test_ferretdb_smoke)$'
 
 stage() { printf '\n==== %s ====\n' "$*"; }
 
@@ -59,25 +78,66 @@ ctest_in() { # ctest_in <dir> <ctest args...>
   return "${PIPESTATUS[0]}"
 }
 
+# sanitized <report dir> <ctest dir> <ctest args...>: runs ctest, then fails when any process
+# left a sanitizer report in <report dir> (printed).
+sanitized() {
+  local reports=$1 rc=0
+  shift
+  ctest_in "$@" || rc=$?
+  if compgen -G "$reports/*" >/dev/null; then
+    echo "test.sh: sanitizer reports from $(ls "$reports" | wc -l) process(es):"
+    for f in "$reports"/*; do
+      echo "---- $f"
+      head -c 20000 "$f"
+    done
+    rc=1
+  fi
+  return $rc
+}
+
 run_stage "install dependencies" bash scripts/install-deps.sh || true
+if [[ "${ADTRACK_SKIP_REAL_INFRA:-0}" != 1 ]]; then
+  run_stage "install real Kafka and FerretDB" \
+    bash -c 'bash scripts/kafka.sh install && bash scripts/ferretdb.sh install' || true
+fi
+# In CI a missing real server fails the tests that need it; locally they are skipped (77).
+[[ ${CI:-} == true ]] && export ADTRACK_REQUIRE_REAL_INFRA=1
 
 # Tests run even after a failed build: whatever did build still gets tested, and a test
 # whose binary is missing is reported as "Not Run" (a failure).
 run_stage "build ($build)" build_dir "$build" || true
 if [[ -f "$build/CTestTestfile.cmake" ]]; then
   run_stage "unit tests ($build)" ctest_in "$build" -L unit -j"$jobs" || true
-  run_stage "integration and e2e tests ($build)" ctest_in "$build" -LE unit || true
+  run_stage "integration, e2e and chaos tests ($build)" ctest_in "$build" -LE unit || true
 fi
 
 if [[ "${ADTRACK_SKIP_ASAN:-0}" != 1 ]]; then
+  asan_reports=$(mktemp -d)
   # LeakSanitizer needs ptrace-like access that some containers deny; it is on by default and
   # can be turned off from outside with ASAN_OPTIONS=detect_leaks=0.
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
-  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}:log_path=$asan_reports/asan
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}:log_path=$asan_reports/ubsan
+  export LSAN_OPTIONS=suppressions=$root/tests/sanitizers/lsan.supp
   run_stage "ASan/UBSan build ($build_asan)" build_dir "$build_asan" -DADTRACK_SANITIZE=ON || true
   if [[ -f "$build_asan/CTestTestfile.cmake" ]]; then
-    run_stage "unit tests under ASan/UBSan ($build_asan)" ctest_in "$build_asan" -L unit -j"$jobs" || true
+    run_stage "unit tests under ASan/UBSan ($build_asan)" \
+      sanitized "$asan_reports" "$build_asan" -L unit -j"$jobs" || true
+    run_stage "chaos and integration tests under ASan/UBSan ($build_asan)" \
+      sanitized "$asan_reports" "$build_asan" -L 'chaos|it' -LE unit -E "$sanitizer_skip" || true
   fi
+  unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+fi
+
+if [[ "${ADTRACK_SKIP_TSAN:-0}" != 1 ]]; then
+  tsan_reports=$(mktemp -d)
+  export TSAN_OPTIONS="suppressions=$root/tests/sanitizers/tsan.supp second_deadlock_stack=1 log_path=$tsan_reports/tsan"
+  run_stage "TSan build ($build_tsan)" build_dir "$build_tsan" -DADTRACK_TSAN=ON || true
+  if [[ -f "$build_tsan/CTestTestfile.cmake" ]]; then
+    run_stage "unit tests under TSan ($build_tsan)" sanitized "$tsan_reports" "$build_tsan" -L unit -j"$jobs" || true
+    run_stage "integration, e2e and chaos tests under TSan ($build_tsan)" \
+      sanitized "$tsan_reports" "$build_tsan" -LE unit -E "$sanitizer_skip" || true
+  fi
+  unset TSAN_OPTIONS
 fi
 
 if [[ "${ADTRACK_SKIP_FUZZ:-0}" != 1 ]]; then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# LABELS: realkafka
 # Integration test (real Kafka, 1 node; skipped with 77 unless `scripts/kafka.sh install` ran):
 # Debian's kcat (librdkafka 2.0.2, the library our binaries link) against Apache Kafka 4.x,
 # through tests/support/infra_it.sh:
