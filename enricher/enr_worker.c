@@ -441,8 +441,10 @@ static size_t collect(worker_t *w)
     size_t take = AT_MIN(w->noverflow, max);
     for (size_t i = 0; i < take; i++)
         push_msg(w, w->overflow[i]);
-    memmove(w->overflow, w->overflow + take, (w->noverflow - take) * sizeof(*w->overflow));
-    w->noverflow -= take;
+    if (take > 0) { /* w->overflow is NULL until the first pause kept messages (UBSan) */
+        memmove(w->overflow, w->overflow + take, (w->noverflow - take) * sizeof(*w->overflow));
+        w->noverflow -= take;
+    }
     if (w->nitems > 0)
         deadline = enr_mono_ms() + w->conf->batch_max_ms;
 

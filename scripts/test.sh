@@ -84,14 +84,19 @@ sanitized() {
   local reports=$1 rc=0
   shift
   ctest_in "$@" || rc=$?
-  if compgen -G "$reports/*" >/dev/null; then
-    echo "test.sh: sanitizer reports from $(ls "$reports" | wc -l) process(es):"
-    for f in "$reports"/*; do
+  # A file may hold only LeakSanitizer's list of suppressions used; a report has one of these.
+  local found
+  found=$(grep -lE 'ERROR: (Address|Leak|Thread|UndefinedBehavior)Sanitizer|WARNING: ThreadSanitizer|runtime error:' \
+    "$reports"/* 2>/dev/null)
+  if [[ -n $found ]]; then
+    echo "test.sh: sanitizer reports from $(wc -l <<<"$found") process(es):"
+    for f in $found; do
       echo "---- $f"
       head -c 20000 "$f"
     done
     rc=1
   fi
+  rm -f "$reports"/*
   return $rc
 }
 
@@ -117,7 +122,7 @@ if [[ "${ADTRACK_SKIP_ASAN:-0}" != 1 ]]; then
   # can be turned off from outside with ASAN_OPTIONS=detect_leaks=0.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}:log_path=$asan_reports/asan
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}:log_path=$asan_reports/ubsan
-  export LSAN_OPTIONS=suppressions=$root/tests/sanitizers/lsan.supp
+  export LSAN_OPTIONS=suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0
   run_stage "ASan/UBSan build ($build_asan)" build_dir "$build_asan" -DADTRACK_SANITIZE=ON || true
   if [[ -f "$build_asan/CTestTestfile.cmake" ]]; then
     run_stage "unit tests under ASan/UBSan ($build_asan)" \

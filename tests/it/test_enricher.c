@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "at_event.h"
+#include "at_test_coredata.h"
 #include "at_test_mongo.h"
 #include "at_test_support.h"
 
@@ -42,82 +43,6 @@
 static ts_devstream_t ds;
 static ts_redis_t redis;
 static at_uuid7_gen_t gen;
-
-/* ---- redis helpers ---- */
-
-static redisContext *rconnect(int port)
-{
-    struct timeval tv = {5, 0};
-    redisContext *rc = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (rc == NULL || rc->err)
-        return NULL;
-    redisSetTimeout(rc, tv);
-    return rc;
-}
-
-static long long rint_cmd(int port, const char *fmt, ...)
-{
-    redisContext *rc = rconnect(port);
-    assert_non_null(rc);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer
-                  : r->type == REDIS_REPLY_STRING ? atoll(r->str)
-                                                  : 0;
-    freeReplyObject(r);
-    redisFree(rc);
-    return v;
-}
-
-/* Sum of field @p field over every per-minute counter hash of campaign @p c
- * (adtrack:stats:<c>:<yyyymmddHHMM>): a test's events may straddle a minute. */
-static long long stats_sum(int port, const char *c, const char *field)
-{
-    redisContext *rc = rconnect(port);
-    assert_non_null(rc);
-    redisReply *keys = redisCommand(rc, "KEYS adtrack:stats:%s:*", c);
-    assert_non_null(keys);
-    assert_int_equal(keys->type, REDIS_REPLY_ARRAY);
-    long long sum = 0;
-    for (size_t i = 0; i < keys->elements; i++) {
-        redisReply *v = redisCommand(rc, "HGET %s %s", keys->element[i]->str, field);
-        assert_non_null(v);
-        if (v->type == REDIS_REPLY_STRING)
-            sum += atoll(v->str);
-        freeReplyObject(v);
-    }
-    freeReplyObject(keys);
-    redisFree(rc);
-    return sum;
-}
-
-static void seed_campaign(int port, const char *id, const char *pricing, long long price, long long budget,
-                          const char *status, uint64_t version)
-{
-    char doc[1024];
-    snprintf(doc, sizeof(doc),
-             "{\"id\":\"%s\",\"advertiser\":\"adv-%s\",\"advertiser_name\":\"Advertiser of %s\",\"name\":\"Campaign %s\","
-             "\"status\":\"%s\",\"start\":\"2020-01-01T00:00:00Z\",\"end\":\"2099-01-01T00:00:00Z\","
-             "\"budget_micros\":%lld,\"pricing\":\"%s\",\"price_micros\":%lld,\"publishers\":[\"pub-1\",\"pub-2\"],"
-             "\"destinations\":[],\"version\":%llu}",
-             id, id, id, id, status, budget, pricing, price, (unsigned long long)version);
-    char ver[32];
-    snprintf(ver, sizeof(ver), "%llu", (unsigned long long)version);
-    rint_cmd(port, "HSET adtrack:campaign:%s version %s doc %s", id, ver, doc);
-    rint_cmd(port, "SADD adtrack:campaigns %s", id);
-}
-
-static void seed_publishers(int port)
-{
-    const char *p1 = "{\"id\":\"pub-1\",\"name\":\"Daily News\",\"domain\":\"news.example\",\"status\":\"active\",\"version\":2}";
-    const char *p3 = "{\"id\":\"pub-3\",\"name\":\"Elsewhere\",\"domain\":\"else.example\",\"status\":\"active\",\"version\":3}";
-    rint_cmd(port, "HSET adtrack:publisher:pub-1 version 2 doc %s", p1);
-    rint_cmd(port, "HSET adtrack:publisher:pub-3 version 3 doc %s", p3);
-    rint_cmd(port, "SADD adtrack:publishers pub-1 pub-3");
-}
 
 /* ---- kafka helpers ---- */
 
@@ -152,35 +77,13 @@ static void flush_producer(rd_kafka_t *rk)
     assert_int_equal(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
-typedef struct evspec_s {
-    const char *c, *p, *ua, *tag;
-    at_event_type_t type;
-    const at_uuid_t *id; /* NULL: a new one */
-} evspec_t;
+typedef ts_evspec_t evspec_t;
 
 /* Produces one event (JSON as the collector writes it) to @p topic, @p partition (-1: by key). */
 static void produce_event(rd_kafka_t *rk, const char *topic, int partition, const evspec_t *s)
 {
-    at_event_t ev;
-    memset(&ev, 0, sizeof(ev));
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    ev.ts_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    if (s->id != NULL)
-        ev.id = *s->id;
-    else
-        at_uuid7_next(&gen, (uint64_t)ev.ts_ms, &ev.id);
-    ev.type = s->type ? s->type : AT_EV_IMP;
-    ev.src = AT_SRC_PIXEL;
-    ev.c = (at_str_t){s->c, strlen(s->c)};
-    if (s->p != NULL)
-        ev.p = (at_str_t){s->p, strlen(s->p)};
-    const char *ua = s->ua ? s->ua : "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
-    ev.ua = (at_str_t){ua, strlen(ua)};
-    ev.ip = AT_STR_LIT("198.51.100.0");
-    ev.tag = (at_str_t){s->tag, strlen(s->tag)};
     size_t len;
-    char *json = at_event_to_json(&ev, &len);
+    char *json = ts_event_json(s, &gen, &len);
     assert_non_null(json);
     produce_raw(rk, topic, partition, s->c, json, len);
     bson_free(json);
@@ -440,7 +343,7 @@ static int group_setup(void **state)
     free(bin);
     if (ts_redis_start(&redis) != 0)
         return -1;
-    seed_publishers(redis.port);
+    ts_seed_publishers(redis.port);
     return 0;
 }
 
@@ -457,8 +360,8 @@ static int group_teardown(void **state)
 static void test_enricher__round_trip(void **state)
 {
     AT_UNUSED(state);
-    seed_campaign(redis.port, "camp-rt", "cpm", 2500000, INT64_C(1000000000000), "active", 10);
-    seed_campaign(redis.port, "camp-rt-paused", "cpm", 2500000, INT64_C(1000000000000), "paused", 11);
+    ts_seed_campaign(redis.port, "camp-rt", "cpm", 2500000, INT64_C(1000000000000), "active", 10);
+    ts_seed_campaign(redis.port, "camp-rt-paused", "cpm", 2500000, INT64_C(1000000000000), "paused", 11);
     rd_kafka_t *rk = producer();
     char tag[64];
     for (int i = 0; i < 20; i++) {
@@ -541,7 +444,7 @@ static void test_enricher__round_trip(void **state)
 
     /* Spend: 21 impressions (rt:0-19 and the duplicated id once) at 2500 micros; clicks
      * cost nothing on a CPM campaign. */
-    assert_int_equal(rint_cmd(redis.port, "GET adtrack:spend:camp-rt"), 21 * 2500);
+    assert_int_equal(ts_redis_int(redis.port, "GET adtrack:spend:camp-rt"), 21 * 2500);
     /* Counted once the batch is committed, a moment after the sink has it. */
     double valid = -1;
     for (int64_t until = ts_now_ms() + 10000; ts_now_ms() < until; usleep(20000)) {
@@ -554,17 +457,17 @@ static void test_enricher__round_trip(void **state)
 
     /* Real-time counters: per reason next to the total, only for known campaigns
      * (unknown_campaign, duplicate_event and the unparsable ones are not counted). */
-    assert_int_equal(stats_sum(redis.port, "camp-rt", "events"), 26 + 3);
-    assert_int_equal(stats_sum(redis.port, "camp-rt", "imp"), 21);
-    assert_int_equal(stats_sum(redis.port, "camp-rt", "click"), 5);
-    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected"), 3);
-    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected:unknown_publisher"), 1);
-    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected:publisher_not_allowed"), 1);
-    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected:bot"), 1);
-    assert_int_equal(stats_sum(redis.port, "camp-rt", "rejected:duplicate_event"), 0);
-    assert_int_equal(stats_sum(redis.port, "camp-rt-paused", "rejected"), 1);
-    assert_int_equal(stats_sum(redis.port, "camp-rt-paused", "rejected:campaign_inactive"), 1);
-    assert_int_equal(stats_sum(redis.port, "camp-nope", "rejected"), 0);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt", "events"), 26 + 3);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt", "imp"), 21);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt", "click"), 5);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt", "rejected"), 3);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt", "rejected:unknown_publisher"), 1);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt", "rejected:publisher_not_allowed"), 1);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt", "rejected:bot"), 1);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt", "rejected:duplicate_event"), 0);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt-paused", "rejected"), 1);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-rt-paused", "rejected:campaign_inactive"), 1);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-nope", "rejected"), 0);
 
     /* The rejected topic has the same 9, with reasons. */
     ts_kmsg_t *msgs = NULL;
@@ -592,7 +495,7 @@ static void test_enricher__round_trip(void **state)
 static void test_enricher__pubsub_change_applied(void **state)
 {
     AT_UNUSED(state);
-    seed_campaign(redis.port, "camp-ps", "cpm", 1000000, INT64_C(1000000000000), "active", 100);
+    ts_seed_campaign(redis.port, "camp-ps", "cpm", 1000000, INT64_C(1000000000000), "active", 100);
     char *dir = test_dir("enr-ps");
     enricher_t e = {0};
     enricher_start(&e, "t-pubsub", "g-ps", dir, redis.port);
@@ -614,9 +517,9 @@ static void test_enricher__pubsub_change_applied(void **state)
              "{\"id\":\"camp-ps\",\"advertiser\":\"adv-ps\",\"advertiser_name\":\"A\",\"name\":\"PS\",\"status\":\"paused\","
              "\"start\":\"2020-01-01T00:00:00Z\",\"end\":\"2099-01-01T00:00:00Z\",\"budget_micros\":1000000000000,"
              "\"pricing\":\"cpm\",\"price_micros\":1000000,\"publishers\":[],\"version\":101}");
-    rint_cmd(redis.port, "HSET adtrack:campaign:camp-ps version 101 doc %s", doc);
+    ts_redis_int(redis.port, "HSET adtrack:campaign:camp-ps version 101 doc %s", doc);
     snprintf(msg, sizeof(msg), "{\"kind\":\"campaign\",\"id\":\"camp-ps\",\"version\":101,\"op\":\"put\",\"doc\":%s}", doc);
-    assert_true(rint_cmd(redis.port, "PUBLISH adtrack:coredata %s", msg) >= 1);
+    assert_true(ts_redis_int(redis.port, "PUBLISH adtrack:coredata %s", msg) >= 1);
     int64_t deadline = ts_now_ms() + 10000;
     while (ts_now_ms() < deadline &&
            metric(&e, "adtrack_enricher_coredata_changes_total{result=\"applied\"}") < before + 1)
@@ -624,7 +527,7 @@ static void test_enricher__pubsub_change_applied(void **state)
     assert_true(metric(&e, "adtrack_enricher_coredata_changes_total{result=\"applied\"}") >= before + 1);
     /* An older version arriving late is ignored. */
     snprintf(msg, sizeof(msg), "{\"kind\":\"campaign\",\"id\":\"camp-ps\",\"version\":99,\"op\":\"put\",\"doc\":%s}", doc);
-    rint_cmd(redis.port, "PUBLISH adtrack:coredata %s", msg);
+    ts_redis_int(redis.port, "PUBLISH adtrack:coredata %s", msg);
 
     for (int i = 10; i < 20; i++) {
         snprintf(tag, sizeof(tag), "ps:%d", i);
@@ -659,7 +562,7 @@ static void test_enricher__two_in_one_group_store_once(void **state)
     char id[32];
     for (int c = 0; c < 8; c++) {
         snprintf(id, sizeof(id), "camp-two-%d", c);
-        seed_campaign(redis.port, id, "cpm", 1000000, INT64_C(1000000000000), "active", 200 + (uint64_t)c);
+        ts_seed_campaign(redis.port, id, "cpm", 1000000, INT64_C(1000000000000), "active", 200 + (uint64_t)c);
     }
     char *da = test_dir("enr-two-a"), *db = test_dir("enr-two-b");
     enricher_t a = {0}, b = {0};
@@ -698,8 +601,8 @@ static void test_enricher__budget_race_within_bound(void **state)
 {
     AT_UNUSED(state);
     const long long price = 1000, budget = 150000; /* 150 clicks */
-    seed_campaign(redis.port, "camp-b", "cpc", price, budget, "active", 300);
-    redisContext *sub = rconnect(redis.port);
+    ts_seed_campaign(redis.port, "camp-b", "cpc", price, budget, "active", 300);
+    redisContext *sub = ts_redis_connect(redis.port);
     assert_non_null(sub);
     redisReply *r = redisCommand(sub, "SUBSCRIBE adtrack:coredata");
     assert_non_null(r);
@@ -733,18 +636,18 @@ static void test_enricher__budget_race_within_bound(void **state)
     }
     AT_UNUSED(dirs);
     assert_int_equal(ev + rej, N);
-    long long spend = rint_cmd(redis.port, "GET adtrack:spend:camp-b");
+    long long spend = ts_redis_int(redis.port, "GET adtrack:spend:camp-b");
     assert_true(spend <= budget); /* the bound: 0 micros over */
     assert_int_equal(spend, budget); /* and every click that fit was charged */
     assert_int_equal(ev, budget / price);
     assert_int_equal(count_sink(da, "rejected", "\"reason\" : \"budget_exhausted\"") +
                          count_sink(db, "rejected", "\"reason\" : \"budget_exhausted\""),
                      N - budget / price);
-    assert_int_equal(rint_cmd(redis.port, "EXISTS adtrack:exhausted:camp-b"), 1);
+    assert_int_equal(ts_redis_int(redis.port, "EXISTS adtrack:exhausted:camp-b"), 1);
     /* The script counts its refusals by reason too. */
-    assert_int_equal(stats_sum(redis.port, "camp-b", "rejected:budget_exhausted"), N - budget / price);
-    assert_int_equal(stats_sum(redis.port, "camp-b", "rejected"), N - budget / price);
-    assert_int_equal(stats_sum(redis.port, "camp-b", "click"), budget / price);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-b", "rejected:budget_exhausted"), N - budget / price);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-b", "rejected"), N - budget / price);
+    assert_int_equal(ts_redis_stats_sum(redis.port, "camp-b", "click"), budget / price);
 
     /* The exhausted change was published (exactly once: one campaign, one transition). */
     bool seen = false;
@@ -779,7 +682,7 @@ static void test_enricher__kill9_restart_exactly_once(void **state)
 {
     AT_UNUSED(state);
     const long long price_each = 1000; /* cpm 1,000,000 micros / 1000 */
-    seed_campaign(redis.port, "camp-k", "cpm", 1000000, INT64_C(1000000000000), "active", 400);
+    ts_seed_campaign(redis.port, "camp-k", "cpm", 1000000, INT64_C(1000000000000), "active", 400);
     rd_kafka_t *rk = producer();
     char tag[64];
     const int N = 5000;
@@ -811,7 +714,7 @@ static void test_enricher__kill9_restart_exactly_once(void **state)
     assert_int_equal(l.n, N);
     assert_each_tag_once(&l, "k", N);
     lines_free(&l);
-    assert_int_equal(rint_cmd(redis.port, "GET adtrack:spend:camp-k"), N * price_each);
+    assert_int_equal(ts_redis_int(redis.port, "GET adtrack:spend:camp-k"), N * price_each);
     enricher_free(&e);
     free(dir);
 }
@@ -829,7 +732,7 @@ static void own_redis_start(ts_proc_t *p, int port, const char *dir)
     assert_int_equal(ts_wait_port(port, 10000), 0);
     int64_t deadline = ts_now_ms() + 10000;
     while (ts_now_ms() < deadline) { /* loading the AOF answers -LOADING for a moment */
-        redisContext *rc = rconnect(port);
+        redisContext *rc = ts_redis_connect(port);
         redisReply *r = rc ? redisCommand(rc, "PING") : NULL;
         bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
         if (r)
@@ -850,8 +753,8 @@ static void test_enricher__redis_restart_resumes(void **state)
     int port = ts_free_port();
     ts_proc_t rp = {0};
     own_redis_start(&rp, port, rdir);
-    seed_publishers(port);
-    seed_campaign(port, "camp-r", "cpm", 1000000, INT64_C(1000000000000), "active", 500);
+    ts_seed_publishers(port);
+    ts_seed_campaign(port, "camp-r", "cpm", 1000000, INT64_C(1000000000000), "active", 500);
 
     char *dir = test_dir("enr-redis");
     enricher_t e = {0};
@@ -894,7 +797,7 @@ static void test_enricher__redis_restart_resumes(void **state)
     read_sink(dir, "events", "\"tag\" : \"r:", &l);
     assert_each_tag_once(&l, "r", 400);
     lines_free(&l);
-    assert_int_equal(rint_cmd(port, "GET adtrack:spend:camp-r"), 400 * 1000);
+    assert_int_equal(ts_redis_int(port, "GET adtrack:spend:camp-r"), 400 * 1000);
     enricher_free(&e);
     live_del(rp.pid);
     ts_kill(&rp);
@@ -934,7 +837,7 @@ static long long committed_sum(const char *topic, const char *group, bool *none_
 static void test_enricher__mongo_outage_commits_nothing_then_lands_once(void **state)
 {
     AT_UNUSED(state);
-    seed_campaign(redis.port, "camp-m", "cpm", 1000, INT64_C(1000000000000), "active", 700);
+    ts_seed_campaign(redis.port, "camp-m", "cpm", 1000, INT64_C(1000000000000), "active", 700);
     ts_mongo_t mock = {0};
     ts_mongo_start(&mock);
     live_add(mock.proc.pid); /* killed by the teardown if an assertion fails */

@@ -42,7 +42,19 @@ const char *ts_mongo_str_field(const bson_t *b, const char *key)
     return NULL;
 }
 
+static void mock_start(ts_mongo_t *m, int port, const char *const *rules, const char *const *args);
+
 void ts_mongo_start_port(ts_mongo_t *m, int port, const char *const *rules)
+{
+    mock_start(m, port, rules, NULL);
+}
+
+void ts_mongo_start_args(ts_mongo_t *m, const char *const *args)
+{
+    mock_start(m, 0, NULL, args);
+}
+
+static void mock_start(ts_mongo_t *m, int port, const char *const *rules, const char *const *args)
 {
     memset(m, 0, sizeof(*m));
     m->line = malloc(TS_MONGO_LINE_MAX);
@@ -61,6 +73,8 @@ void ts_mongo_start_port(ts_mongo_t *m, int port, const char *const *rules)
         argv[n++] = "--rule";
         argv[n++] = (char *)rules[i];
     }
+    for (size_t i = 0; args != NULL && args[i] != NULL && n < 31; i++)
+        argv[n++] = (char *)args[i];
     argv[n] = NULL;
     assert_int_equal(ts_spawn(&m->proc, argv, NULL, true, TS_MONGO_TIMEOUT_MS), 0);
     bson_error_t e;
@@ -81,6 +95,11 @@ void ts_mongo_start(ts_mongo_t *m)
 
 void ts_mongo_ctl(ts_mongo_t *m, const char *json)
 {
+    bson_destroy(ts_mongo_ctl_ack(m, json));
+}
+
+bson_t *ts_mongo_ctl_ack(ts_mongo_t *m, const char *json)
+{
     assert_int_equal(ts_send_line(&m->proc, json), 0);
     for (;;) {
         int rc = ts_read_stdout_line(&m->proc, m->line, TS_MONGO_LINE_MAX, TS_MONGO_TIMEOUT_MS);
@@ -98,8 +117,7 @@ void ts_mongo_ctl(ts_mongo_t *m, const char *json)
         if (strcmp(ev, "error") == 0)
             fail_msg("mockupdb peer refused control line %s: %s", json, ts_mongo_str_field(r, "msg"));
         assert_string_equal(ev, "ack");
-        bson_destroy(r);
-        return;
+        return r;
     }
 }
 

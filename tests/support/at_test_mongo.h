@@ -40,10 +40,17 @@ void ts_mongo_start_port(ts_mongo_t *m, int port, const char *const *rules);
 /* Starts the peer on any free port, without rules. */
 void ts_mongo_start(ts_mongo_t *m);
 
+/* Starts the peer on any free port with extra command-line arguments (NULL-terminated), e.g.
+ * {"--store", "--store-fields", "_id,tag", "--quiet", NULL}. */
+void ts_mongo_start_args(ts_mongo_t *m, const char *const *args);
+
 /* Sends one control line and reads up to its ack, keeping the command reports on the way.
  * Because the peer reports a request before answering it, an ack read after a client call
  * returned proves that every report of that call has been kept. */
 void ts_mongo_ctl(ts_mongo_t *m, const char *json);
+
+/* ts_mongo_ctl(), returning the ack document (the caller destroys it). */
+bson_t *ts_mongo_ctl_ack(ts_mongo_t *m, const char *json);
 
 /* ts_mongo_ctl() with {"op": "sync"}. */
 void ts_mongo_sync(ts_mongo_t *m);

@@ -1010,23 +1010,21 @@ out:
 
 /* ---- redis ------------------------------------------------------------------------------------ */
 
-int ts_redis_start(ts_redis_t *r)
+/* Starts redis-server on @p port (0: a free one, retried if taken meanwhile) in r->dir. */
+static int redis_spawn(ts_redis_t *r, int fixed_port)
 {
-    memset(r, 0, sizeof(*r));
-    r->proc.stdin_fd = r->proc.stdout_fd = -1;
-    char *dir = ts_tmpdir("redis");
-    if (dir == NULL)
-        return -1;
     /* A free port can be taken by someone else between our probe and redis' bind: retry. */
     for (int attempt = 0; attempt < 3; attempt++) {
         char port[16];
-        int pn = ts_free_port();
+        int pn = fixed_port > 0 ? fixed_port : ts_free_port();
         if (pn <= 0)
             break;
         snprintf(port, sizeof(port), "%d", pn);
+        /* Durable: every write is in the append-only file before Redis answers it, so a
+         * SIGKILL loses nothing that was acknowledged (charge records, spend). */
         char *argv[] = {"redis-server", "--port",     port,      "--bind",      "127.0.0.1", "--save", "",
-                        "--appendonly", "no",         "--dir",   dir,           "--loglevel", "warning",
-                        "--daemonize",  "no",         NULL};
+                        "--appendonly", r->durable ? "yes" : "no", "--appendfsync", "always", "--dir", r->dir,
+                        "--loglevel", "warning", "--daemonize",  "no",         NULL};
         if (ts_spawn(&r->proc, argv, NULL, false, 0) != 0)
             break;
         int64_t deadline = ts_now_ms() + 10000;
@@ -1038,16 +1036,47 @@ int ts_redis_start(ts_redis_t *r)
             if (fd >= 0) {
                 close(fd);
                 r->port = pn;
-                free(dir);
                 return 0;
             }
             ts_sleep_ms(20);
         }
-        ts_note("redis-server on port %d did not come up; %s", pn, attempt < 2 ? "retrying" : "giving up");
+        ts_note("redis-server on port %d did not come up; %s", pn, attempt < 2 && fixed_port <= 0 ? "retrying" : "giving up");
         ts_kill(&r->proc);
+        if (fixed_port > 0)
+            ts_sleep_ms(200); /* the same port: give the old socket a moment */
     }
-    free(dir);
     return -1;
+}
+
+static int redis_start(ts_redis_t *r, bool durable)
+{
+    memset(r, 0, sizeof(*r));
+    r->proc.stdin_fd = r->proc.stdout_fd = -1;
+    r->durable = durable;
+    char *dir = ts_tmpdir("redis");
+    if (dir == NULL)
+        return -1;
+    snprintf(r->dir, sizeof(r->dir), "%s", dir);
+    free(dir);
+    return redis_spawn(r, 0);
+}
+
+int ts_redis_start(ts_redis_t *r)
+{
+    return redis_start(r, false);
+}
+
+int ts_redis_start_durable(ts_redis_t *r)
+{
+    return redis_start(r, true);
+}
+
+int ts_redis_crash_restart(ts_redis_t *r, int down_ms)
+{
+    int port = r->port;
+    ts_kill(&r->proc);
+    ts_sleep_ms(down_ms);
+    return redis_spawn(r, port);
 }
 
 void ts_redis_stop(ts_redis_t *r)

@@ -118,12 +118,19 @@ long ts_kafka_consume_all(const char *bootstraps, const char *topic, size_t expe
                           ts_kmsg_t **out);
 void ts_kmsgs_free(ts_kmsg_t *msgs, long n);
 
-/* redis-server child on a free port with no persistence. */
+/* redis-server child on a free port, by default with no persistence. */
 typedef struct ts_redis_s {
     ts_proc_t proc;
     int port;
+    bool durable;   /* append-only file, fsynced on every write */
+    char dir[512];  /* its working directory (the append-only file lives here) */
 } ts_redis_t;
 int ts_redis_start(ts_redis_t *r);
+/* A redis-server that survives SIGKILL with every acknowledged write (appendfsync always). */
+int ts_redis_start_durable(ts_redis_t *r);
+/* SIGKILLs it, waits @p down_ms, and starts it again on the same port and directory (a crash
+ * and restart; a durable one comes back with its data, without its script cache). 0 or -1. */
+int ts_redis_crash_restart(ts_redis_t *r, int down_ms);
 void ts_redis_stop(ts_redis_t *r);
 
 /* Monotonic milliseconds. */

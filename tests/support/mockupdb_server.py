@@ -43,8 +43,19 @@ stdin, one JSON object per line (relaxed or canonical Extended JSON):
         "cursor"               find/aggregate: {"cursor": {"id": 0, "ns": "<db>.<coll>",
                                "firstBatch": <the rule's "docs">}}
   {"op": "clear"}      drop every queued rule
+  {"op": "count"}      ack with "counts": {collection: documents stored} (--store)
+  {"op": "dump", "collection": "events", "path": "/abs/file.jsonl"}
+                       write the stored documents of a collection (their --store-fields) to a
+                       file, one relaxed JSON object per line; ack with "count" (--store)
   {"op": "sync"}       nothing; the ack says every earlier line took effect
   {"op": "stop"}       exit (so does stdin EOF and SIGTERM/SIGINT)
+
+With --store the peer keeps what unscripted inserts insert, like a MongoDB collection with
+its _id index: a document whose _id is already stored gets a writeErrors entry with code
+11000 and is not counted in n. Only --store-fields (comma-separated, default all) of each
+document are kept, so a few hundred thousand documents fit in memory. --quiet sends no
+"command" lines at all (for tests that push hundreds of thousands of documents through; they
+read the outcome with "count" and "dump").
 
 Default replies when no rule matches: hello/isMaster -> the hello document; insert ->
 {n: len(documents)}; update -> every update counted as upserted ({n, nModified: 0,
@@ -118,6 +129,47 @@ def flush_out(timeout_s):
     done.wait(timeout_s)
 
 
+class Store(object):
+    """--store: the documents unscripted inserts inserted, per collection, by _id."""
+
+    def __init__(self, fields):
+        self.lock = threading.Lock()
+        self.colls = {}
+        self.fields = fields
+
+    def insert(self, coll, documents):
+        """Inserts like MongoDB with unordered writes: returns (n, writeErrors)."""
+        errors = []
+        n = 0
+        with self.lock:
+            stored = self.colls.setdefault(coll, OrderedDict())
+            for i, d in enumerate(documents):
+                key = d.get("_id")
+                if key is None or key in stored:
+                    errors.append(OrderedDict([("index", i), ("code", 11000), ("codeName", "DuplicateKey"),
+                                               ("errmsg", "E11000 duplicate key error collection: %s" % coll)]))
+                    continue
+                if self.fields:
+                    stored[key] = OrderedDict((f, d.get(f)) for f in self.fields if f in d)
+                else:
+                    stored[key] = d
+                n += 1
+        return n, errors
+
+    def counts(self):
+        with self.lock:
+            return OrderedDict((c, len(v)) for c, v in self.colls.items())
+
+    def dump(self, coll, path):
+        with self.lock:
+            docs = list(self.colls.get(coll, OrderedDict()).values())
+        with open(path, "w") as f:
+            for d in docs:
+                f.write(json_util.dumps(d, json_options=RELAXED_JSON_OPTIONS))
+                f.write("\n")
+        return len(docs)
+
+
 class Script(object):
     """The queued rules and the request counter, shared by connection threads."""
 
@@ -126,6 +178,8 @@ class Script(object):
         self.rules = []
         self.seq = 0
         self.next_rule_id = 1
+        self.store = None
+        self.quiet = False
 
     def add(self, rule):
         if not isinstance(rule.get("cmd"), str):
@@ -234,11 +288,18 @@ def make_handler(script):
         name, db, coll, doc = command_parts(request)
         seq, rule = script.take(name, coll)
         action = rule["action"] if rule else "default"
-        emit(OrderedDict([("event", "command"), ("seq", seq), ("cmd", name), ("db", db), ("collection", coll),
-                          ("action", action), ("doc", doc)]))
+        if not script.quiet:
+            emit(OrderedDict([("event", "command"), ("seq", seq), ("cmd", name), ("db", db), ("collection", coll),
+                              ("action", action), ("doc", doc)]))
         if not request.is_command:
             # Legacy opcodes (OP_INSERT, ...): mongoc 1.23 never sends them to wire version 17.
             return request.hangup()
+        if rule is None and script.store is not None and name.lower() == "insert":
+            n, errors = script.store.insert(coll, doc.get("documents", []))
+            reply = OrderedDict([("n", n)])
+            if errors:
+                reply["writeErrors"] = errors
+            return request.replies(reply)
         if rule is None or action == "ok":
             reply = default_reply(name, db, coll, doc)
             if rule is not None:
@@ -285,6 +346,15 @@ def control(script, line):
             emit(OrderedDict([("event", "ack"), ("op", op)]))
         elif op == "sync":
             emit(OrderedDict([("event", "ack"), ("op", op)]))
+        elif op == "count":
+            if script.store is None:
+                raise ValueError("count needs --store")
+            emit(OrderedDict([("event", "ack"), ("op", op), ("counts", script.store.counts())]))
+        elif op == "dump":
+            if script.store is None:
+                raise ValueError("dump needs --store")
+            n = script.store.dump(msg["collection"], msg["path"])
+            emit(OrderedDict([("event", "ack"), ("op", op), ("count", n)]))
         elif op == "stop":
             emit(OrderedDict([("event", "ack"), ("op", op)]))
             return False
@@ -300,10 +370,16 @@ def main():
     ap.add_argument("--port", type=int, default=None, help="listen port (default: a free one)")
     ap.add_argument("--rule", action="append", default=[], help="a rule as JSON, queued before listening")
     ap.add_argument("--verbose", action="store_true", help="mockupdb's own request log on stderr")
+    ap.add_argument("--store", action="store_true", help="keep inserted documents by _id (duplicates: 11000)")
+    ap.add_argument("--store-fields", default="", help="with --store: the fields kept per document (comma-separated)")
+    ap.add_argument("--quiet", action="store_true", help="no \"command\" reports on stdout")
     args = ap.parse_args()
 
     threading.Thread(target=_writer, name="stdout-writer", daemon=True).start()
     script = Script()
+    script.quiet = args.quiet
+    if args.store:
+        script.store = Store([f for f in args.store_fields.split(",") if f])
     for text in args.rule:
         script.add(json_util.loads(text))
 
