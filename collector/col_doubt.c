@@ -26,6 +26,13 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    AT_UNUSED(rk);
+    AT_UNUSED(opaque);
+    at_kafka_log_client_error("spool", err, reason);
+}
+
 col_doubt_t *col_doubt_new(rd_kafka_conf_t *conf, at_err_t *err)
 {
     char errstr[256], group[64];
@@ -42,6 +49,7 @@ col_doubt_t *col_doubt_new(rd_kafka_conf_t *conf, at_err_t *err)
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
+    rd_kafka_conf_set_error_cb(conf, on_error);
     col_doubt_t *d = calloc(1, sizeof(*d));
     if (d == NULL) {
         rd_kafka_conf_destroy(conf);

@@ -294,8 +294,7 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
         col_spool_report_outage(lp->srv->spool);
         rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
     }
-    at_log(AT_LOG_WARN, "collector", "kafka client error", "error", rd_kafka_err2str((rd_kafka_resp_err_t)err),
-           "reason", reason, NULL);
+    at_kafka_log_client_error("collector", err, reason);
 }
 
 static void on_dr_readable(h2o_socket_t *sock, const char *err)

@@ -344,6 +344,13 @@ static void replay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaq
     }
 }
 
+static void replay_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    AT_UNUSED(rk);
+    AT_UNUSED(opaque);
+    at_kafka_log_client_error("spool", err, reason);
+}
+
 static void write_cursor(col_spool_t *sp, uint64_t cursor)
 {
     uint8_t b[16];
@@ -696,9 +703,15 @@ static void *replay_main(void *arg)
             /* Everything durable is in Kafka: cut the files once the writer is idle. */
             if (!sp->writing && sp->queue_head == NULL) {
                 if (sp->durable_end > 0 && ftruncate(sp->log_fd, 0) == 0) {
+                    char bytes[24], replayed[24];
+                    snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)sp->durable_end);
+                    snprintf(replayed, sizeof(replayed), "%llu", (unsigned long long)atomic_load(&sp->replayed));
                     sp->durable_end = sp->cursor = 0;
                     write_cursor(sp, 0);
                     update_bytes_locked(sp);
+                    /* The line an operator waits for after an outage. */
+                    at_log(AT_LOG_INFO, "spool", "spool drained: every spooled event is in Kafka", "bytes", bytes,
+                           "replayed_total", replayed, NULL);
                 }
                 if (sp->durable_end == 0)
                     atomic_store(&sp->active, false);
@@ -884,6 +897,9 @@ col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t
         tmo_s = tmo;
     sp->kafka_timeout_ms = tmo_s ? atoi(tmo_s) : 5000;
     rd_kafka_conf_set_dr_msg_cb(conf, replay_dr_cb);
+    /* Without an error callback librdkafka logs every reconnect attempt as an error; the
+     * spool logs Kafka's reachability itself, so these only need the rate-limited line. */
+    rd_kafka_conf_set_error_cb(conf, replay_error_cb);
     sp->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     if (sp->rk == NULL) {
         rd_kafka_conf_destroy(conf);

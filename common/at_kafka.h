@@ -23,6 +23,15 @@ rd_kafka_conf_t *at_kafka_conf_new(const char *brokers, const char *const *defau
 /* Sets one property; 0, or -1 with @p err "kafka property 'x': <librdkafka's message>". */
 int at_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, at_err_t *err);
 
+/*
+ * Logs a librdkafka client error (an error_cb's arguments) for @p comp, without flooding:
+ * during an outage librdkafka reports the same error at every reconnect attempt, for every
+ * client. The first occurrence of an error code is logged (fatal ones at error level, the
+ * rest at warn); repeats within 30 s are counted and the next line after that says how many
+ * were left out ("suppressed"). @locality: any thread
+ */
+void at_kafka_log_client_error(const char *comp, int err, const char *reason);
+
 /* True for delivery errors that mean "Kafka is not reachable / not taking writes now"
  * (as opposed to a message-level problem such as a too-large message). */
 bool at_kafka_err_is_outage(rd_kafka_resp_err_t err);

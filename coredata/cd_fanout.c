@@ -497,8 +497,7 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
 {
     AT_UNUSED(rk);
     AT_UNUSED(opaque);
-    at_log(AT_LOG_WARN, COMP, "kafka client error", "error", rd_kafka_err2str((rd_kafka_resp_err_t)err), "reason",
-           reason, NULL);
+    at_kafka_log_client_error(COMP, err, reason);
 }
 
 /* After a failure, once nothing is in flight: drop acknowledged changes and failed ones

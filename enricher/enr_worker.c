@@ -208,8 +208,7 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
     AT_UNUSED(rk);
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         atomic_store(&w->srv->kafka_ok, false);
-    at_log(AT_LOG_WARN, "enricher", "kafka client error", "error", rd_kafka_err2str((rd_kafka_resp_err_t)err),
-           "reason", reason, NULL);
+    at_kafka_log_client_error("enricher", err, reason);
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
