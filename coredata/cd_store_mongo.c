@@ -40,7 +40,7 @@ typedef struct cd_store_mongo_s {
     pthread_mutex_t lock; /* recursive: a load callback may call put() */
     mongoc_client_t *client;
     mongoc_collection_t *colls[2]; /* by cd_kind_t */
-    bson_t put_opts;               /* {upsert: true, writeConcern: {...}} */
+    bson_t *put_opts;               /* {upsert: true, writeConcern: {...}} */
 } cd_store_mongo_t;
 
 /*
@@ -70,7 +70,7 @@ static int put_once(cd_store_mongo_t *m, cd_kind_t kind, const bson_t *filter, c
     const char *cname = kind_coll[kind];
     bson_t reply;
     bson_error_t e;
-    bool ok = mongoc_collection_replace_one(m->colls[kind], filter, repl, &m->put_opts, &reply, &e);
+    bool ok = mongoc_collection_replace_one(m->colls[kind], filter, repl, m->put_opts, &reply, &e);
     at_mongo_reply_t ri;
     at_mongo_reply_parse(&reply, &ri);
     int rc = 0;
@@ -198,7 +198,7 @@ static void store_destroy(cd_store_t *s)
     for (int k = 0; k < 2; k++)
         mongoc_collection_destroy(m->colls[k]);
     mongoc_client_destroy(m->client);
-    bson_destroy(&m->put_opts);
+    bson_destroy(m->put_opts);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -223,11 +223,13 @@ cd_store_t *cd_store_mongo_new(const char *uri, const char *w, int64_t wtimeout_
         return NULL;
     }
     m->base.ops = &store_mongo_ops;
-    bson_init(&m->put_opts);
-    BSON_APPEND_BOOL(&m->put_opts, "upsert", true);
-    m->client = at_mongo_client_new(uri, CD_MONGO_APPNAME, w, wtimeout_ms, &m->put_opts, err);
+    /* On the heap: bson_t is declared 128-byte aligned, which a calloc'd struct embedding
+     * one does not give (UBSan: misaligned member access). */
+    m->put_opts = bson_new();
+    BSON_APPEND_BOOL(m->put_opts, "upsert", true);
+    m->client = at_mongo_client_new(uri, CD_MONGO_APPNAME, w, wtimeout_ms, m->put_opts, err);
     if (m->client == NULL) {
-        bson_destroy(&m->put_opts);
+        bson_destroy(m->put_opts);
         free(m);
         return NULL;
     }

@@ -37,7 +37,7 @@ typedef struct enr_sink_mongo_s {
     mongoc_client_t *client;
     mongoc_collection_t *events;
     mongoc_collection_t *rejected;
-    bson_t insert_opts;   /* {ordered: false, writeConcern: {...}} */
+    bson_t *insert_opts;   /* {ordered: false, writeConcern: {...}} */
     bool indexes_pending; /* createIndexes could not reach the server yet */
     bool indexes_warned;  /* the deferral was logged at warn level once already */
 } enr_sink_mongo_t;
@@ -115,7 +115,7 @@ static int insert_batch(enr_sink_mongo_t *m, mongoc_collection_t *coll, const ch
     }
     bson_t reply;
     bson_error_t e;
-    bool ok = mongoc_collection_insert_many(coll, (const bson_t **)docs, n, &m->insert_opts, &reply, &e);
+    bool ok = mongoc_collection_insert_many(coll, (const bson_t **)docs, n, m->insert_opts, &reply, &e);
     int rc = 0;
     at_mongo_reply_t ri;
     at_mongo_reply_parse(&reply, &ri);
@@ -199,7 +199,7 @@ static void sink_mongo_destroy(enr_sink_t *s)
     mongoc_collection_destroy(m->events);
     mongoc_collection_destroy(m->rejected);
     mongoc_client_destroy(m->client);
-    bson_destroy(&m->insert_opts);
+    bson_destroy(m->insert_opts);
     free(m);
 }
 
@@ -223,11 +223,13 @@ enr_sink_t *enr_sink_mongo_new(const char *uri, const char *w, int64_t wtimeout_
         return NULL;
     }
     m->base.ops = &sink_mongo_ops;
-    bson_init(&m->insert_opts);
-    BSON_APPEND_BOOL(&m->insert_opts, "ordered", false);
-    m->client = at_mongo_client_new(uri, ENR_MONGO_APPNAME, w, wtimeout_ms, &m->insert_opts, err);
+    /* On the heap: bson_t is declared 128-byte aligned, which a calloc'd struct embedding
+     * one does not give (UBSan: misaligned member access). */
+    m->insert_opts = bson_new();
+    BSON_APPEND_BOOL(m->insert_opts, "ordered", false);
+    m->client = at_mongo_client_new(uri, ENR_MONGO_APPNAME, w, wtimeout_ms, m->insert_opts, err);
     if (m->client == NULL) {
-        bson_destroy(&m->insert_opts);
+        bson_destroy(m->insert_opts);
         free(m);
         return NULL;
     }
