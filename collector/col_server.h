@@ -87,6 +87,8 @@ struct col_loop_s {
     h2o_timeout_entry_t tick;
 
     at_uuid7_gen_t uuid;
+    col_pending_t *spare;    /* freed pending entries kept for reuse (linked by data), this loop's */
+    unsigned nspare;
     atomic_size_t inflight; /* pending requests not yet answered or settled */
     uint64_t stop_deadline_ns;
     bool stopping;
@@ -105,6 +107,8 @@ struct col_server_s {
     col_cidr_t *trusted;
     size_t ntrusted;
     const char *topics[COL_NTOPICS];
+    char cookie_attrs[512];  /* "; Max-Age=...; Path=/..." after name=value, made once at start */
+    size_t cookie_attrs_len;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     atomic_bool stopping;
@@ -136,9 +140,11 @@ void col_server_destroy(col_server_t *srv);
  * @locality: loop thread */
 col_pending_t *col_pending_new(col_loop_t *lp, h2o_req_t *req, col_pending_respond_cb respond, void *data);
 
-/* Hands one event to the durable path on behalf of @p p (remaining++). Takes a copy of
- * key and value. @locality: loop thread */
-void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen, const char *value, size_t valuelen);
+/* Hands one event to the durable path on behalf of @p p (remaining++). Copies @p key and
+ * takes ownership of @p value, a heap string from libbson's allocator (the system malloc:
+ * adtrack never sets a libbson memory vtable), which librdkafka then frees itself.
+ * @locality: loop thread */
+void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen, char *value, size_t valuelen);
 
 /* Called when the caller has submitted everything: answers at once if all events are
  * already settled (e.g. the spool refused them). @locality: loop thread */
