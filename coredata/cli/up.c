@@ -113,7 +113,8 @@ static const at_conf_opt_t up_opts[] = {
      "Where events and core data go when --mongo is empty: files (the file store and file sinks in the data "
      "directory) or ferretdb (FerretDB, a MongoDB wire-protocol server, from scripts/ferretdb.sh, installed once with "
      "scripts/ferretdb.sh install; data kept in --infra-dir)."},
-    {"real", AT_CONF_BOOL, U(real), 0, 0, "false", "Real servers: the same as --kafka real --store ferretdb. Also accepted bare: adtrack up --real."},
+    {"real", AT_CONF_BOOL, U(real), 0, 0, "false",
+     "Real servers: the same as --kafka real --store ferretdb. Also accepted bare: adtrack up --real."},
     {"infra-dir", AT_CONF_STR, U(infra_dir), 0, 3800, "",
      "Where --kafka real and --store ferretdb keep their data and logs (kafka/, ferretdb/); empty: <data-dir>/infra. "
      "Kept between runs, like the rest of the data directory."},
@@ -131,7 +132,8 @@ static const at_conf_table_t up_table = {
         "A child that dies is restarted with backoff (500 ms doubling to 30 s). SIGINT/SIGTERM stops them in order, "
         "collector first; a second signal kills what is left. --brokers, --redis and --mongo use servers that already "
         "run; --real (--kafka real, --store ferretdb) starts a real Apache Kafka cluster and FerretDB instead of "
-        "adtrack-devstream and the file sinks, and stops them on shutdown. Children get no ADTRACK_* variables from this environment: pass their options with --*-arg. "
+        "adtrack-devstream and the file sinks, and stops them on shutdown. Children get no ADTRACK_* variables from "
+        "this environment: pass their options with --*-arg. "
         "Binaries are taken from the directory of this program, or from $ADTRACK_BIN_DIR. See docs/UP.md.",
     .opts = up_opts,
     .nopts = AT_ARRAY_LEN(up_opts),

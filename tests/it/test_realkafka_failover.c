@@ -10,9 +10,12 @@
  *  - the whole cluster stopped (controlled shutdown of every node) and started again on the
  *    same data: the collector answers from its spool meanwhile and replays it afterwards.
  * Each time: every request answered 2xx, every acknowledged event in Kafka exactly once
- * (0 lost, 0 duplicated in loadtest's verify report), nothing lost by the collector, which
- * stays up and ready. The p99 latency over the whole run and the worst one-second p99
- * during the fault are printed ("[rkf] ..."), as are the election and recovery times.
+ * (0 lost, 0 duplicated in loadtest's verify report), the collector's spool drained after
+ * the recovery, nothing lost by the collector, which stays up and ready. The p99 latency over
+ * the whole run and the worst one-second p99 from the fault until the spool drained are
+ * printed ("[rkf] ..."), as are the election and recovery times and the events Kafka holds
+ * twice. A third case, a broker left down, fails today (a known collector bug) and runs only
+ * with ADTRACK_KNOWN_BUGS=1.
  * Exits 77 (skipped) when Kafka is not installed (scripts/kafka.sh install).
  */
 #include <setjmp.h>
@@ -264,6 +267,50 @@ static long report_redelivered(const char *run_id, const ts_part_t *led, int vic
     return twice;
 }
 
+/*
+ * SIGKILLs the leader of raw/0 (so surely a leader of raw partitions) and waits until the
+ * metadata shows the election and the ISR shrink: no partition led by it, it in no ISR, 2 of
+ * 3 in sync (still min.insync.replicas, so acks=all keeps working). Returns the node; its
+ * layout before the kill in @p before, the kill and election times in *@p t_kill, *@p t_moved.
+ */
+static int kill_leader_wait_election(ts_part_t *before, int64_t *t_kill, int64_t *t_moved)
+{
+    ts_part_t parts[PARTS];
+    assert_int_equal(ts_topic_layout(kc.bootstraps, RAW, parts, PARTS), PARTS);
+    int victim = parts[0].leader;
+    memcpy(before, parts, sizeof(parts));
+    *t_kill = ts_now_ms();
+    assert_int_equal(ts_kafka_kill_node(&kc, victim), 0);
+    int64_t deadline = ts_now_ms() + 60000;
+    for (;;) {
+        int n = ts_topic_layout(kc.bootstraps, RAW, parts, PARTS);
+        bool moved = n == PARTS;
+        for (int p = 0; moved && p < PARTS; p++)
+            moved = parts[p].leader >= 1 && parts[p].leader != victim && !parts[p].isr_has[victim] &&
+                    parts[p].nisr == NODES - 1;
+        if (moved)
+            break;
+        if (ts_now_ms() > deadline)
+            fail_msg("60 s after the SIGKILL of node %d, leadership and ISRs had not moved", victim);
+        usleep(100 * 1000);
+    }
+    *t_moved = ts_now_ms();
+    return victim;
+}
+
+/* Polls until the collector's spool is empty (everything replayed; new events go to Kafka
+ * directly again), at most @p timeout_ms. Returns when it was, or -1. */
+static int64_t wait_spool_empty(int timeout_ms)
+{
+    int64_t deadline = ts_now_ms() + timeout_ms;
+    while (ts_now_ms() < deadline) {
+        if (cmetric("adtrack_spool_bytes") <= 0)
+            return ts_now_ms();
+        usleep(100 * 1000);
+    }
+    return -1;
+}
+
 /* ---- fixtures ----------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -294,33 +341,11 @@ static void test_failover__broker_sigkill_and_restart_loses_nothing(void **state
     load_start("rkkill", SECONDS, report);
     wait_produced(RATE * 4);
 
-    /* The leader of partition 0, so the victim surely leads partitions of the raw topic. */
-    ts_part_t parts[PARTS];
-    assert_int_equal(ts_topic_layout(kc.bootstraps, RAW, parts, PARTS), PARTS);
-    int victim = parts[0].leader, led = 0;
-    ts_part_t before[PARTS];
-    memcpy(before, parts, sizeof(before));
+    ts_part_t before[PARTS], parts[PARTS];
+    int64_t t_kill = 0, t_moved = 0;
+    int victim = kill_leader_wait_election(before, &t_kill, &t_moved), led = 0;
     for (int p = 0; p < PARTS; p++)
-        led += parts[p].leader == victim ? 1 : 0;
-    int64_t t_kill = ts_now_ms();
-    assert_int_equal(ts_kafka_kill_node(&kc, victim), 0);
-
-    /* Election and ISR shrink, seen in the metadata: nothing led by the dead node, and it is
-     * in no ISR (2 of 3 in sync: still min.insync.replicas, so acks=all keeps working). */
-    int64_t deadline = ts_now_ms() + 60000, t_moved = 0;
-    while (t_moved == 0) {
-        int n = ts_topic_layout(kc.bootstraps, RAW, parts, PARTS);
-        bool moved = n == PARTS;
-        for (int p = 0; moved && p < PARTS; p++)
-            moved = parts[p].leader >= 1 && parts[p].leader != victim && !parts[p].isr_has[victim] &&
-                    parts[p].nisr == NODES - 1;
-        if (moved)
-            t_moved = ts_now_ms();
-        else if (ts_now_ms() > deadline)
-            fail_msg("60 s after the SIGKILL of node %d, leadership and ISRs had not moved", victim);
-        else
-            usleep(100 * 1000);
-    }
+        led += before[p].leader == victim ? 1 : 0;
     assert_collector_up(&col);
     int64_t t_back0 = ts_now_ms();
     assert_int_equal(ts_kafka_start_node(&kc, victim), 0);
@@ -329,13 +354,26 @@ static void test_failover__broker_sigkill_and_restart_loses_nothing(void **state
     for (int p = 0; p < PARTS; p++)
         if (!parts[p].isr_has[victim] || parts[p].nisr != NODES)
             fail_msg("%s/%d: node %d not back in the ISR after start-node", RAW, p, victim);
+    /* The spool drains, and new events go to Kafka directly again; until then they wait in
+     * the spool too, so for clients the fault lasts until it is empty. With the node left
+     * down it does not drain (test_failover__spool_drains_with_a_broker_left_down), and even
+     * after the restart the in-doubt check can stay stuck on a stale leader for up to 15 min:
+     * 1 of 7 runs failed here that way. Both are the collector bug of docs/REAL-INFRA.md
+     * ("Found on real Kafka", item 1); this assertion is meant to fail until it is fixed. */
+    int64_t t_drained = wait_spool_empty(60000);
+    if (t_drained < 0)
+        fail_msg("the collector's spool still holds %.0f bytes 60 s after node %d came back (the known collector "
+                 "bug of docs/REAL-INFRA.md, \"Found on real Kafka\", item 1: look for \"could not check events in "
+                 "doubt yet\" above)",
+                 cmetric("adtrack_spool_bytes"), victim);
     fprintf(stderr, "[rkf] node %d (leader of %d of %d partitions) SIGKILLed %.1f s into the run; leaders moved and "
-                    "ISRs shrank to 2 after %lld ms; restarted, back in every ISR %lld ms after its start\n",
+                    "ISRs shrank to 2 after %lld ms; restarted, back in every ISR %lld ms after its start; the "
+                    "collector's spool empty %lld ms after the SIGKILL\n",
             victim, led, PARTS, (t_kill - t_load) / 1000.0, (long long)(t_moved - t_kill),
-            (long long)(t_back - t_back0));
+            (long long)(t_back - t_back0), (long long)(t_drained - t_kill));
 
     verdict_t v;
-    load_finish(report, SECONDS, (t_kill - t_load) / 1000.0 - 1, (t_moved - t_load) / 1000.0 + 1, &v);
+    load_finish(report, SECONDS, (t_kill - t_load) / 1000.0 - 1, (t_drained - t_load) / 1000.0 + 1, &v);
     assert_collector_up(&col);
     collector_wait_ready(&col, 60000);
     fprintf(stderr, "[rkf] collector: %.0f events produced directly, %.0f spooled (%.0f in doubt), %.0f replayed, "
@@ -391,14 +429,19 @@ static void test_failover__whole_cluster_down_and_back_loses_nothing(void **stat
     int64_t t_up = ts_now_ms();
     /* The collector notices, replays its spool and is ready again. */
     int64_t ready_ms = collector_wait_ready(&col, 120000);
+    /* While the spool is not empty, new events go there too (behind the replay): the fault
+     * lasts, for clients, until it is drained. */
+    int64_t t_drained = wait_spool_empty(120000);
+    if (t_drained < 0)
+        fail_msg("the collector's spool still holds %.0f bytes 120 s after the cluster came back",
+                 cmetric("adtrack_spool_bytes"));
     fprintf(stderr, "[rkf] cluster stopped %.1f s into the run (stop took %lld ms), down %lld ms, start on the same "
-                    "data took %lld ms; collector ready again %lld ms later\n",
+                    "data took %lld ms; collector ready again %lld ms later, its spool empty %lld ms after the start\n",
             (t_stop - t_load) / 1000.0, (long long)(t_down - t_stop), (long long)(t_start - t_down),
-            (long long)(t_up - t_start), (long long)ready_ms);
+            (long long)(t_up - t_start), (long long)ready_ms, (long long)(t_drained - t_up));
 
     verdict_t v;
-    load_finish(report, SECONDS, (t_stop - t_load) / 1000.0 - 1, (t_up - t_load) / 1000.0 + ready_ms / 1000.0 + 1,
-                &v);
+    load_finish(report, SECONDS, (t_stop - t_load) / 1000.0 - 1, (t_drained - t_load) / 1000.0 + 1, &v);
     assert_collector_up(&col);
     double spooled = cmetric("adtrack_events_spooled_total"), replayed = cmetric("adtrack_spool_replayed_total");
     fprintf(stderr, "[rkf] collector: %.0f events produced directly, %.0f spooled (%.0f in doubt), %.0f replayed, "
@@ -413,6 +456,48 @@ static void test_failover__whole_cluster_down_and_back_loses_nothing(void **stat
     free(tmp);
 }
 
+/*
+ * Known bug, run only with ADTRACK_KNOWN_BUGS=1 until it is fixed (docs/REAL-INFRA.md, "Found
+ * on real Kafka", item 1; failed 3 of 3 times before it was gated): a broker SIGKILLed under
+ * load and left down. Its partitions get new leaders within ~10 s, yet the collector's spool
+ * does not drain: the replayer's in-doubt check (collector/col_doubt.c) blocks in
+ * rd_kafka_query_watermark_offsets(), which in librdkafka 2.0.2 ignores its timeout while the
+ * leader it has cached is down (librdkafka #2588, fixed in 2.3.0), until the broker is back.
+ * Pass: the spool is empty within 60 s of the election.
+ */
+static void test_failover__spool_drains_with_a_broker_left_down(void **state)
+{
+    AT_UNUSED(state);
+    const char *known = getenv("ADTRACK_KNOWN_BUGS");
+    if (known == NULL || strcmp(known, "1") != 0) {
+        print_message("known bug (docs/REAL-INFRA.md, Found on real Kafka, 1); ADTRACK_KNOWN_BUGS=1 runs it\n");
+        skip();
+    }
+    enum { SECONDS = 20 };
+    collector_start(&col);
+    collector_wait_ready(&col, 60000);
+    char *tmp = ts_tmpdir("rk-failover-leftdown");
+    char report[1200];
+    snprintf(report, sizeof(report), "%s/run.json", tmp);
+    int64_t t_load = ts_now_ms();
+    load_start("rkleftdown", SECONDS, report);
+    wait_produced(RATE * 2);
+    ts_part_t before[PARTS];
+    int64_t t_kill = 0, t_moved = 0;
+    int victim = kill_leader_wait_election(before, &t_kill, &t_moved);
+    int64_t t_drained = wait_spool_empty(60000);
+    double left = cmetric("adtrack_spool_bytes");
+    fprintf(stderr, "[rkf] node %d left down; election after %lld ms; spool %s (%.0f bytes, %.0f of %.0f replayed)\n",
+            victim, (long long)(t_moved - t_kill), t_drained < 0 ? "NOT drained 60 s after it" : "drained", left,
+            cmetric("adtrack_spool_replayed_total"), cmetric("adtrack_events_spooled_total"));
+    /* Bring the node back either way, so the cluster is whole for whatever runs next. */
+    assert_int_equal(ts_kafka_start_node(&kc, victim), 0);
+    assert_true(t_drained >= 0);
+    verdict_t v;
+    load_finish(report, SECONDS, (t_kill - t_load) / 1000.0 - 1, SECONDS, &v);
+    free(tmp);
+}
+
 int main(void)
 {
     if (ts_infra_skip(true, false))
@@ -420,6 +505,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_failover__broker_sigkill_and_restart_loses_nothing, teardown_procs),
         cmocka_unit_test_teardown(test_failover__whole_cluster_down_and_back_loses_nothing, teardown_procs),
+        cmocka_unit_test_teardown(test_failover__spool_drains_with_a_broker_left_down, teardown_procs),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
