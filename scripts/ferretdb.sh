@@ -125,9 +125,10 @@ cmd_start() {
     mkdir -p "$DIR/data"
     rm -f "$DIR/uri" "$DIR/stdout"
     # All three standard streams redirected: a caller reading our output (ts_run) sees EOF
-    # when this script exits. setsid: out of the caller's process group.
+    # when this script exits. setsid: out of the caller's process group. 9>&-: not the start
+    # lock, or every later `start` on this directory would wait for the server to exit.
     setsid "$BIN" --listen "127.0.0.1:$port" --dir "$DIR/data" --log-level "${ADTRACK_FERRETDB_LOG_LEVEL:-warn}" \
-        < /dev/null > "$DIR/stdout" 2>> "$DIR/ferretdb.log" &
+        < /dev/null > "$DIR/stdout" 2>> "$DIR/ferretdb.log" 9>&- &
     pid=$!
     echo "$pid" > "$DIR/pid"
     [[ -n $OWNER ]] && start_watchdog "$OWNER"
@@ -155,7 +156,7 @@ start_watchdog() {
     local old
     old=$(cat "$DIR/watchdog.pid" 2> /dev/null || true)
     [[ -n $old ]] && kill "$old" 2> /dev/null || true
-    setsid bash "$SELF" _watchdog --dir "$DIR" --owner-pid "$1" < /dev/null > /dev/null 2>> "$DIR/watchdog.log" &
+    setsid bash "$SELF" _watchdog --dir "$DIR" --owner-pid "$1" < /dev/null > /dev/null 2>> "$DIR/watchdog.log" 9>&- &
     echo $! > "$DIR/watchdog.pid"
 }
 

@@ -277,6 +277,8 @@ start_node_process() { # start_node_process <n>: starts the JVM of node n unless
     [[ -n $(node_pid "$n") ]] && return 0
     heap=${HEAP:-${ADTRACK_KAFKA_HEAP:-320m}}
     mkdir -p "$node/logs"
+    # 9>&-: the broker must not inherit the start lock (fd 9), or every later `start` on this
+    # running cluster would wait for it and fail instead of printing the bootstrap list.
     # stdin, stdout and stderr all redirected: a caller reading our output (ts_run) must see
     # EOF when this script exits, not when the broker does. setsid: not in the caller's
     # process group, so a terminal's Ctrl-C is for the caller; --owner-pid covers the rest.
@@ -287,7 +289,7 @@ start_node_process() { # start_node_process <n>: starts the JVM of node n unless
         -Dlog4j2.configurationFile="$ROOT/tools/kafka/log4j2-broker.xml" -Dkafka.logs.dir="$node/logs" \
         ${ADTRACK_KAFKA_JAVA_OPTS:-} \
         -cp "$HOME_DIR/libs/*" kafka.Kafka "$node/server.properties" \
-        < /dev/null >> "$node/logs/stdout.log" 2>&1 &
+        < /dev/null >> "$node/logs/stdout.log" 2>&1 9>&- &
     pid=$!
     echo "$pid" > "$node/pid"
 }
@@ -317,7 +319,7 @@ start_watchdog() { # start_watchdog <owner-pid>
     if [[ -n $old ]] && kill -0 "$old" 2> /dev/null; then
         kill "$old" 2> /dev/null || true
     fi
-    setsid bash "$SELF" _watchdog --dir "$DIR" --owner-pid "$owner" < /dev/null > /dev/null 2>> "$DIR/watchdog.log" &
+    setsid bash "$SELF" _watchdog --dir "$DIR" --owner-pid "$owner" < /dev/null > /dev/null 2>> "$DIR/watchdog.log" 9>&- &
     echo $! > "$DIR/watchdog.pid"
 }
 

@@ -6,8 +6,10 @@
  * dashboard when it was built, and the collector. Every part runs as a supervised child
  * (sup.h): restarted with backoff when it dies, stopped in order on SIGINT/SIGTERM,
  * collector first so everything it answered for is in Kafka (or its spool) before anything
- * downstream goes away. --brokers, --redis and --mongo swap an embedded part for a real
- * server.
+ * downstream goes away. --brokers, --redis and --mongo swap an embedded part for a server
+ * that already runs; --kafka real and --store ferretdb (--real: both) start real servers
+ * instead of devstream and the file sinks, through the project's scripts/kafka.sh and
+ * scripts/ferretdb.sh (docs/REAL-INFRA.md), and stop them again on shutdown.
  *
  * One thread. SIGINT, SIGTERM and SIGCHLD are blocked and taken with sigtimedwait(), so
  * every wait (readiness polls, the main loop, shutdown) also handles exits and signals.
@@ -57,6 +59,12 @@ typedef struct up_conf_s {
     at_conf_list_t dashboard_arg;
     int64_t ready_timeout_ms;
     char *log_level;
+    char *kafka;       /* "devstream" or "real" */
+    int64_t kafka_nodes;
+    char *store;       /* "files" or "ferretdb" */
+    bool real;         /* --kafka real --store ferretdb */
+    char *infra_dir;   /* "": <data-dir>/infra */
+    char *scripts_dir; /* "": found next to the binaries */
 } up_conf_t;
 
 #define U(field) AT_OFF(up_conf_t, field)
@@ -95,6 +103,24 @@ static const at_conf_opt_t up_opts[] = {
      "How long each part may take to become ready at start-up before adtrack up gives up."},
     {"log-level", AT_CONF_STR, U(log_level), 1, 8, "info",
      "debug, info, warn or error: for adtrack up's own log (stderr) and every adtrack child."},
+    {"kafka", AT_CONF_STR, U(kafka), 1, 16, "devstream",
+     "The Kafka to start when --brokers is empty: devstream (adtrack-devstream: in memory, development only, starts in "
+     "a second) or real (Apache Kafka in KRaft mode from scripts/kafka.sh, installed once with scripts/kafka.sh "
+     "install; data kept in --infra-dir)."},
+    {"kafka-nodes", AT_CONF_INT, U(kafka_nodes), 1, 3, "1",
+     "Nodes of the --kafka real cluster: 1, or 3 (replication factor 3, min.insync.replicas 2)."},
+    {"store", AT_CONF_STR, U(store), 1, 16, "files",
+     "Where events and core data go when --mongo is empty: files (the file store and file sinks in the data "
+     "directory) or ferretdb (FerretDB, a MongoDB wire-protocol server, from scripts/ferretdb.sh, installed once with "
+     "scripts/ferretdb.sh install; data kept in --infra-dir)."},
+    {"real", AT_CONF_BOOL, U(real), 0, 0, "false",
+     "Real servers: the same as --kafka real --store ferretdb. Also accepted bare: adtrack up --real."},
+    {"infra-dir", AT_CONF_STR, U(infra_dir), 0, 3800, "",
+     "Where --kafka real and --store ferretdb keep their data and logs (kafka/, ferretdb/); empty: <data-dir>/infra. "
+     "Kept between runs, like the rest of the data directory."},
+    {"scripts-dir", AT_CONF_STR, U(scripts_dir), 0, 3800, "",
+     "The scripts/ directory of an adtrack checkout (kafka.sh, ferretdb.sh) for --kafka real and --store ferretdb; "
+     "empty: <bin-dir>/../../scripts (a build/bin in the checkout), else <bin-dir>/../scripts."},
 };
 
 static const at_conf_table_t up_table = {
@@ -104,8 +130,10 @@ static const at_conf_table_t up_table = {
         "adtrack-coredata (seeded with the demo data when its store is empty), --enrichers adtrack-enricher, "
         "adtrack-dashboard (when built) and adtrack-collector, each started once the previous one is ready. "
         "A child that dies is restarted with backoff (500 ms doubling to 30 s). SIGINT/SIGTERM stops them in order, "
-        "collector first; a second signal kills what is left. --brokers, --redis and --mongo use real servers "
-        "instead. Children get no ADTRACK_* variables from this environment: pass their options with --*-arg. "
+        "collector first; a second signal kills what is left. --brokers, --redis and --mongo use servers that already "
+        "run; --real (--kafka real, --store ferretdb) starts a real Apache Kafka cluster and FerretDB instead of "
+        "adtrack-devstream and the file sinks, and stops them on shutdown. Children get no ADTRACK_* variables from "
+        "this environment: pass their options with --*-arg. "
         "Binaries are taken from the directory of this program, or from $ADTRACK_BIN_DIR. See docs/UP.md.",
     .opts = up_opts,
     .nopts = AT_ARRAY_LEN(up_opts),
@@ -130,11 +158,15 @@ typedef struct up_s {
     int lock_fd;
     unsigned devstream_seen; /* devstream generation whose bootstraps are in brokers */
     bool with_redis, with_devstream, with_dashboard;
+    bool with_kafka, with_ferretdb; /* real servers started through the scripts */
+    char scripts[PATH_MAX];         /* absolute scripts/ directory (when either is used) */
+    char infra[PATH_MAX];           /* absolute --infra-dir */
     bool demo_page;               /* the collector has --demo-page */
     bool dash_redis, dash_scrape; /* the dashboard's options */
     bool seeded;
     int signals; /* SIGINT/SIGTERM received */
     sup_child_t redis, devstream, coredata, seed, dashboard, collector;
+    sup_child_t kafka, kafka_stop, ferretdb, ferretdb_stop; /* one-shot script runs */
     sup_child_t enricher[UP_MAX_ENRICHERS];
 } up_t;
 
@@ -514,6 +546,92 @@ static int prep_collector(sup_child_t *c, void *opaque, at_err_t *err)
     return 0;
 }
 
+/* ---- real servers: scripts/kafka.sh and scripts/ferretdb.sh ---- */
+
+/* How long a script may take: a 3-node cluster starts in 15-25 s on a busy 2-core box, its
+ * controlled shutdown is cut short by --timeout (docs/REAL-INFRA.md). */
+#define UP_KAFKA_START_S 180
+#define UP_KAFKA_STOP_S 20
+#define UP_SCRIPT_SLACK_MS 30000
+
+/* Children lose every ADTRACK_* variable (sup.h); the scripts' own settings pass through. */
+static void sv_script_env(strv_t *e)
+{
+    static const char *const pass[] = {"ADTRACK_CACHE_DIR", "ADTRACK_KAFKA_HEAP", "ADTRACK_KAFKA_JAVA_OPTS",
+                                       "ADTRACK_FERRETDB_LOG_LEVEL"};
+    for (size_t i = 0; i < AT_ARRAY_LEN(pass); i++) {
+        const char *v = getenv(pass[i]);
+        if (v != NULL)
+            sv_addf(e, "%s=%s", pass[i], v);
+    }
+}
+
+/* `bash <scripts>/<script> <cmd> --dir <infra>/<sub>`, then the command's own options. */
+static void sv_script(const up_t *up, strv_t *a, const char *script, const char *cmd, const char *sub)
+{
+    sv_add(a, "bash");
+    sv_addf(a, "%s/%s", up->scripts, script);
+    sv_add(a, cmd);
+    sv_add(a, "--dir");
+    sv_addf(a, "%s/%s", up->infra, sub);
+}
+
+static int prep_kafka(sup_child_t *c, void *opaque, at_err_t *err)
+{
+    up_t *up = opaque;
+    AT_UNUSED(err);
+    strv_t a = {0}, e = {0};
+    sv_script(up, &a, "kafka.sh", "start", "kafka");
+    sv_add(&a, "--nodes");
+    sv_addf(&a, "%lld", (long long)up->conf.kafka_nodes);
+    sv_add(&a, "--timeout");
+    sv_addf(&a, "%d", UP_KAFKA_START_S);
+    /* The script's watchdog SIGKILLs the brokers once adtrack up is gone, even by SIGKILL:
+     * they are not our children (setsid), so PR_SET_PDEATHSIG cannot reach them. */
+    sv_add(&a, "--owner-pid");
+    sv_addf(&a, "%d", (int)getpid());
+    sv_script_env(&e);
+    sv_apply(c, &a, &e);
+    return 0;
+}
+
+static int prep_kafka_stop(sup_child_t *c, void *opaque, at_err_t *err)
+{
+    up_t *up = opaque;
+    AT_UNUSED(err);
+    strv_t a = {0}, e = {0};
+    sv_script(up, &a, "kafka.sh", "stop", "kafka");
+    sv_add(&a, "--timeout");
+    sv_addf(&a, "%d", UP_KAFKA_STOP_S);
+    sv_script_env(&e);
+    sv_apply(c, &a, &e);
+    return 0;
+}
+
+static int prep_ferretdb(sup_child_t *c, void *opaque, at_err_t *err)
+{
+    up_t *up = opaque;
+    AT_UNUSED(err);
+    strv_t a = {0}, e = {0};
+    sv_script(up, &a, "ferretdb.sh", "start", "ferretdb");
+    sv_add(&a, "--owner-pid");
+    sv_addf(&a, "%d", (int)getpid());
+    sv_script_env(&e);
+    sv_apply(c, &a, &e);
+    return 0;
+}
+
+static int prep_ferretdb_stop(sup_child_t *c, void *opaque, at_err_t *err)
+{
+    up_t *up = opaque;
+    AT_UNUSED(err);
+    strv_t a = {0}, e = {0};
+    sv_script(up, &a, "ferretdb.sh", "stop", "ferretdb");
+    sv_script_env(&e);
+    sv_apply(c, &a, &e);
+    return 0;
+}
+
 /* ---- the loop ---- */
 
 static sigset_t up_sigs;
@@ -771,10 +889,110 @@ static void stop_group(up_t *up, sup_child_t **cs, size_t n)
     }
 }
 
+/* Whether @p c was handed to the supervisor already. */
+static bool sup_has(const up_t *up, const sup_child_t *c)
+{
+    for (size_t i = 0; i < up->sup.n; i++)
+        if (up->sup.children[i] == c)
+            return true;
+    return false;
+}
+
+/*
+ * Runs the one-shot child @p c (a script) to completion, at most @p timeout_ms, while the
+ * loop keeps handling signals and other children. Returns its exit status (0..255), or -1
+ * when it could not start, was killed, ran out of time, or (with @p stop_on_signal) adtrack
+ * up was asked to stop meanwhile; a child still running then is stopped (SIGTERM, then
+ * SIGKILL after its stop timeout).
+ */
+static int run_oneshot(up_t *up, sup_child_t *c, int64_t timeout_ms, bool stop_on_signal)
+{
+    at_err_t err = {0};
+    if ((!sup_has(up, c) && sup_add(&up->sup, c) != 0) || sup_start(c, &err) != 0) {
+        fprintf(stderr, "adtrack up: cannot start %s: %s\n", c->name, err.msg);
+        return -1;
+    }
+    int64_t deadline = sup_now_ms() + timeout_ms;
+    while (c->state != SUP_EXITED && sup_now_ms() < deadline && !(stop_on_signal && up->signals > 0) &&
+           up->signals < 2)
+        up_wait(up, 100);
+    if (c->state != SUP_EXITED) {
+        if (up->signals == 0)
+            fprintf(stderr, "adtrack up: %s did not finish within %lld ms\n", c->name, (long long)timeout_ms);
+        sup_stop(c);
+        while (sup_alive(c))
+            up_wait(up, 100);
+        return -1;
+    }
+    return WIFEXITED(c->exit_status) ? WEXITSTATUS(c->exit_status) : -1;
+}
+
+/* Starts FerretDB, then the Kafka cluster, through their scripts (one-shot children whose
+ * first stdout line is the URI / bootstrap list). The servers outlive the scripts. */
+static int start_real_servers(up_t *up)
+{
+    char line[4096];
+    if (up->with_ferretdb) {
+        int rc = run_oneshot(up, &up->ferretdb, 90000, true);
+        if (rc != 0 || read_line(up->ferretdb.out_path, line, sizeof(line)) != 0 ||
+            strncmp(line, "mongodb://", 10) != 0) {
+            if (up->signals == 0) {
+                fprintf(stderr, "adtrack up: FerretDB did not start (scripts/ferretdb.sh exit %d)\n", rc);
+                print_log_tail(up->ferretdb.log_path, 20);
+            }
+            return -1;
+        }
+        /* FerretDB ignores write concerns (docs/MONGODB.md); w=1 says so instead of
+         * pretending to wait for a majority. No database in the path: adtrack's own. */
+        free(up->conf.mongo);
+        if (asprintf(&up->conf.mongo, "%s/?w=1", line) < 0) {
+            up->conf.mongo = NULL;
+            return -1;
+        }
+        at_log(AT_LOG_INFO, "up", "ready", "child", "ferretdb", "uri", line, NULL);
+    }
+    if (up->with_kafka) {
+        int rc = run_oneshot(up, &up->kafka, UP_KAFKA_START_S * 1000 + UP_SCRIPT_SLACK_MS, true);
+        if (rc != 0 || read_line(up->kafka.out_path, line, sizeof(line)) != 0 || strchr(line, ':') == NULL) {
+            if (up->signals == 0) {
+                fprintf(stderr, "adtrack up: the Kafka cluster did not start (scripts/kafka.sh exit %d)\n", rc);
+                print_log_tail(up->kafka.log_path, 30);
+            }
+            return -1;
+        }
+        snprintf(up->brokers, sizeof(up->brokers), "%s", line);
+        at_log(AT_LOG_INFO, "up", "ready", "child", "kafka", "brokers", up->brokers, NULL);
+    }
+    return 0;
+}
+
+/* Stops what start_real_servers() started (also after a half-done start: the scripts stop
+ * whatever runs in their directory and accept one where nothing ever started). */
+static void stop_real_servers(up_t *up)
+{
+    sup_child_t *starts[] = {&up->ferretdb, &up->kafka}; /* a start script cut short */
+    for (size_t i = 0; i < AT_ARRAY_LEN(starts); i++)
+        if (sup_alive(starts[i]))
+            stop_group(up, &starts[i], 1);
+    if (up->with_ferretdb) {
+        if (run_oneshot(up, &up->ferretdb_stop, 30000, false) != 0 && up->signals < 2)
+            print_log_tail(up->ferretdb_stop.log_path, 10);
+    }
+    if (up->with_kafka) {
+        if (run_oneshot(up, &up->kafka_stop, UP_KAFKA_STOP_S * 1000 + UP_SCRIPT_SLACK_MS, false) != 0 &&
+            up->signals < 2)
+            print_log_tail(up->kafka_stop.log_path, 10);
+    }
+}
+
 static void shutdown_all(up_t *up)
 {
     up->sup.shutting_down = true;
-    at_log(AT_LOG_INFO, "up", "stopping: collector, dashboard, enrichers, coredata, devstream, redis", NULL);
+    at_log(AT_LOG_INFO, "up",
+           up->with_kafka || up->with_ferretdb
+               ? "stopping: collector, dashboard, enrichers, coredata, ferretdb, kafka, devstream, redis"
+               : "stopping: collector, dashboard, enrichers, coredata, devstream, redis",
+           NULL);
     sup_child_t *one[1];
     sup_child_t *order[] = {&up->seed, &up->collector, &up->dashboard};
     for (size_t i = 0; i < AT_ARRAY_LEN(order); i++) {
@@ -785,7 +1003,11 @@ static void shutdown_all(up_t *up)
     for (int64_t i = 0; i < up->conf.enrichers; i++)
         enr[i] = &up->enricher[i];
     stop_group(up, enr, (size_t)up->conf.enrichers);
-    sup_child_t *rest[] = {&up->coredata, &up->devstream, &up->redis};
+    one[0] = &up->coredata;
+    stop_group(up, one, 1);
+    /* The real servers after every client of theirs, before Redis as the devstream. */
+    stop_real_servers(up);
+    sup_child_t *rest[] = {&up->devstream, &up->redis};
     for (size_t i = 0; i < AT_ARRAY_LEN(rest); i++) {
         one[0] = rest[i];
         stop_group(up, one, 1);
@@ -831,6 +1053,164 @@ static int find_bin_dir(up_t *up)
     }
     up->demo_page = help_has(col, "--demo-page");
     return 0;
+}
+
+/* Replaces the heap string *@p field (owned by the conf table) by a copy of @p value. */
+static void conf_set_str(char **field, const char *value)
+{
+    char *copy = strdup(value);
+    if (copy == NULL) {
+        perror("adtrack up");
+        exit(1);
+    }
+    free(*field);
+    *field = copy;
+}
+
+/* Applies --real and checks --kafka, --store and --kafka-nodes against each other and against
+ * --brokers / --mongo. Returns 0, or -1 after printing what is wrong (a usage error). */
+static int resolve_real(up_t *up)
+{
+    up_conf_t *c = &up->conf;
+    if (c->real) {
+        conf_set_str(&c->kafka, "real");
+        conf_set_str(&c->store, "ferretdb");
+    }
+    if (strcmp(c->kafka, "devstream") != 0 && strcmp(c->kafka, "real") != 0) {
+        fprintf(stderr, "adtrack up: --kafka: expected devstream or real, got '%s'\n", c->kafka);
+        return -1;
+    }
+    if (strcmp(c->store, "files") != 0 && strcmp(c->store, "ferretdb") != 0) {
+        fprintf(stderr, "adtrack up: --store: expected files or ferretdb, got '%s'\n", c->store);
+        return -1;
+    }
+    up->with_kafka = strcmp(c->kafka, "real") == 0;
+    up->with_ferretdb = strcmp(c->store, "ferretdb") == 0;
+    if (c->kafka_nodes != 1 && c->kafka_nodes != 3) {
+        fprintf(stderr, "adtrack up: --kafka-nodes: expected 1 or 3, got %lld\n", (long long)c->kafka_nodes);
+        return -1;
+    }
+    if (c->kafka_nodes != 1 && !up->with_kafka) {
+        fprintf(stderr, "adtrack up: --kafka-nodes is for --kafka real (or --real)\n");
+        return -1;
+    }
+    if (up->with_kafka && c->brokers[0] != '\0') {
+        fprintf(stderr, "adtrack up: --brokers names a cluster that runs already, --kafka real starts one: use one of "
+                        "them\n");
+        return -1;
+    }
+    if (up->with_ferretdb && c->mongo[0] != '\0') {
+        fprintf(stderr, "adtrack up: --mongo names a database that runs already, --store ferretdb starts one: use one "
+                        "of them\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs `bash @p script check` (no server starts); the first line it wrote to stderr goes to
+ * @p why. Returns its exit status (3: not installed), or -1 when it could not run. */
+static int script_check(const char *script, char *why, size_t why_size)
+{
+    int fds[2];
+    why[0] = '\0';
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(fds[1], 2);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        char *argv[] = {"bash", (char *)script, "check", NULL};
+        execvp("bash", argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    char buf[1024];
+    size_t len = 0;
+    ssize_t n;
+    while (pid > 0 && len < sizeof(buf) - 1 && (n = read(fds[0], buf + len, sizeof(buf) - 1 - len)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fds[0]);
+    buf[len] = '\0';
+    snprintf(why, why_size, "%.*s", (int)strcspn(buf, "\n"), buf);
+    int status = 0;
+    if (pid < 0)
+        return -1;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * For --kafka real / --store ferretdb: finds the scripts and checks, before anything starts,
+ * that the servers are installed. When one is not, says what to run and returns -1.
+ */
+static int check_real_installed(up_t *up)
+{
+    if (!up->with_kafka && !up->with_ferretdb)
+        return 0;
+    char tried[2][PATH_MAX];
+    int ntried = 0;
+    if (up->conf.scripts_dir[0] != '\0') {
+        snprintf(tried[ntried++], PATH_MAX, "%s", up->conf.scripts_dir);
+    } else {
+        path_join(tried[ntried++], PATH_MAX, up->bin_dir, "../../scripts");
+        path_join(tried[ntried++], PATH_MAX, up->bin_dir, "../scripts");
+    }
+    up->scripts[0] = '\0';
+    for (int i = 0; i < ntried && up->scripts[0] == '\0'; i++) {
+        char probe[PATH_MAX];
+        path_join(probe, sizeof(probe), tried[i], "kafka.sh");
+        if (access(probe, R_OK) == 0 && realpath(tried[i], up->scripts) == NULL)
+            up->scripts[0] = '\0';
+    }
+    if (up->scripts[0] == '\0') {
+        fprintf(stderr, "adtrack up: --%s needs the project's scripts (kafka.sh, ferretdb.sh); none in %s%s%s. Pass "
+                        "--scripts-dir <adtrack checkout>/scripts.\n",
+                up->conf.real ? "real" : up->with_kafka ? "kafka real" : "store ferretdb", tried[0],
+                ntried > 1 ? " or " : "", ntried > 1 ? tried[1] : "");
+        return -1;
+    }
+    static const struct {
+        const char *script, *what, *option, *instead, *cost;
+    } servers[] = {
+        {"kafka.sh", "Apache Kafka", "--kafka real", "adtrack-devstream (in memory, starts in a second)",
+         "Java 17+ and Maven; about 45 MB from Maven Central, ~10 s"},
+        {"ferretdb.sh", "FerretDB", "--store ferretdb", "the file store and file sinks",
+         "Go 1.24+; Go modules from the module proxy, then ~70 s of compiling on 2 cores"},
+    };
+    int missing = 0;
+    for (size_t i = 0; i < AT_ARRAY_LEN(servers); i++) {
+        if ((i == 0 && !up->with_kafka) || (i == 1 && !up->with_ferretdb))
+            continue;
+        char script[PATH_MAX], why[512];
+        path_join(script, sizeof(script), up->scripts, servers[i].script);
+        int rc = script_check(script, why, sizeof(why));
+        if (rc == 0)
+            continue;
+        missing++;
+        const char *opt = up->conf.real ? "--real" : servers[i].option;
+        fprintf(stderr,
+                "adtrack up: %s needs %s, which is not installed on this machine%s%s%s.\n"
+                "  Install it once (%s):\n"
+                "      bash %s install\n"
+                "  or run without %s to use %s.\n",
+                opt, servers[i].what, why[0] ? " (" : "", why, why[0] ? ")" : "", servers[i].cost, script, opt,
+                servers[i].instead);
+    }
+    return missing == 0 ? 0 : -1;
 }
 
 static int prepare_data_dir(up_t *up)
@@ -886,6 +1266,23 @@ static int prepare_data_dir(up_t *up)
     return 0;
 }
 
+/* --infra-dir as an absolute path (created), for --kafka real and --store ferretdb. */
+static int prepare_infra_dir(up_t *up)
+{
+    if (!up->with_kafka && !up->with_ferretdb)
+        return 0;
+    char want[PATH_MAX], failed[PATH_MAX];
+    if (up->conf.infra_dir[0] != '\0')
+        snprintf(want, sizeof(want), "%s", up->conf.infra_dir);
+    else
+        path_join(want, sizeof(want), up->dir, "infra");
+    if (at_mkdir_p(want, 0755, failed, sizeof(failed)) != 0 || realpath(want, up->infra) == NULL) {
+        fprintf(stderr, "adtrack up: --infra-dir: cannot create %s: %s\n", want, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void child_init(up_t *up, sup_child_t *c, const char *name, sup_prepare_cb prepare, int64_t stop_timeout_ms)
 {
     char log[PATH_MAX], file[96];
@@ -910,6 +1307,18 @@ static int setup_children(up_t *up)
     path_join(up->seed.out_path, sizeof(up->seed.out_path), up->dir, "seed.json");
     child_init(up, &up->dashboard, "dashboard", prep_dashboard, 5000);
     child_init(up, &up->collector, "collector", prep_collector, 30000);
+    if (up->with_kafka) {
+        child_init(up, &up->kafka, "kafka", prep_kafka, 10000);
+        child_init(up, &up->kafka_stop, "kafka-stop", prep_kafka_stop, 10000);
+        up->kafka.oneshot = up->kafka_stop.oneshot = true;
+        path_join(up->kafka.out_path, sizeof(up->kafka.out_path), up->dir, "kafka.out");
+    }
+    if (up->with_ferretdb) {
+        child_init(up, &up->ferretdb, "ferretdb", prep_ferretdb, 10000);
+        child_init(up, &up->ferretdb_stop, "ferretdb-stop", prep_ferretdb_stop, 10000);
+        up->ferretdb.oneshot = up->ferretdb_stop.oneshot = true;
+        path_join(up->ferretdb.out_path, sizeof(up->ferretdb.out_path), up->dir, "ferretdb.out");
+    }
     for (int64_t i = 0; i < up->conf.enrichers; i++) {
         char name[32];
         snprintf(name, sizeof(name), "enricher-%lld", (long long)i + 1);
@@ -931,7 +1340,7 @@ static int setup_children(up_t *up)
     }
     if (up->conf.brokers[0] != '\0') {
         snprintf(up->brokers, sizeof(up->brokers), "%s", up->conf.brokers);
-    } else {
+    } else if (!up->with_kafka) {
         /* devstream reads control commands from a FIFO that we hold open read-write, so it
          * never sees EOF, and a restarted devstream reads the same FIFO. */
         up->with_devstream = true;
@@ -963,6 +1372,8 @@ static int start_all(up_t *up)
         return -1;
     }
     if (up->with_devstream && start_and_wait(up, &up->devstream, ready_devstream, "adtrack-devstream") != 0)
+        return -1;
+    if (start_real_servers(up) != 0)
         return -1;
     if (start_and_wait(up, &up->coredata, ready_coredata, "adtrack-coredata") != 0 || seed_if_empty(up) != 0)
         return -1;
@@ -1003,10 +1414,19 @@ static void print_banner(const up_t *up)
         fprintf(o, "  Rejected events  %s/sink/enricher-*/rejected-*.jsonl   (each with its \"reason\")\n", d);
     } else {
         fprintf(o, "  Stored events    MongoDB %s: adtrack.events, rejected in adtrack.rejected\n", up->conf.mongo);
+        if (up->with_ferretdb)
+            fprintf(o, "  FerretDB         data and log in %s/ferretdb   (scripts/ferretdb.sh; core data in "
+                       "adtrack.campaigns, adtrack.publishers)\n",
+                    up->infra);
     }
     if (up->with_devstream) {
         fprintf(o, "  Kafka            %s   (adtrack-devstream: in memory, development only)\n", up->brokers);
         fprintf(o, "  Fault injection  echo 'broker-down all' > %s/devstream.ctl   (answers in devstream.out)\n", d);
+    } else if (up->with_kafka) {
+        fprintf(o, "  Kafka            %s   (Apache Kafka, %lld node%s, from scripts/kafka.sh; data and logs in %s/kafka)\n",
+                up->brokers, (long long)up->conf.kafka_nodes, up->conf.kafka_nodes == 1 ? "" : "s", up->infra);
+        fprintf(o, "  Kafka status     bash %s/kafka.sh status --dir %s/kafka   (describe: topics, leaders, ISRs)\n",
+                up->scripts, up->infra);
     } else {
         fprintf(o, "  Kafka            %s\n", up->brokers);
     }
@@ -1048,7 +1468,20 @@ int up_main(int argc, char **argv)
     up_t *up = &up_state;
     up->ctl_fd = up->lock_fd = -1;
     at_err_t err = {0};
-    int rc = at_conf_load(&up_table, &up->conf, argc, argv, environ, stdout, &err);
+    /* Every option takes a value (`--real true`, as `--demo-page true` elsewhere), but the
+     * one switch of this command is typed bare: `adtrack up --real`. A --real that is last or
+     * followed by another option means --real=true. */
+    char *args[256];
+    if (argc > (int)AT_ARRAY_LEN(args) - 1) {
+        fprintf(stderr, "adtrack up: too many arguments\n");
+        return 2;
+    }
+    for (int i = 0; i < argc; i++) {
+        bool bare = strcmp(argv[i], "--real") == 0 && (i + 1 == argc || strncmp(argv[i + 1], "--", 2) == 0);
+        args[i] = bare ? "--real=true" : argv[i];
+    }
+    args[argc] = NULL;
+    int rc = at_conf_load(&up_table, &up->conf, argc, args, environ, stdout, &err);
     if (rc == AT_CONF_EXIT_HELP)
         return 0;
     if (rc != 0) {
@@ -1062,6 +1495,10 @@ int up_main(int argc, char **argv)
         return 2;
     }
     at_log_set_level(level);
+    if (resolve_real(up) != 0) {
+        at_conf_free(&up_table, &up->conf);
+        return 2;
+    }
 
     sigemptyset(&up_sigs);
     sigaddset(&up_sigs, SIGINT);
@@ -1072,7 +1509,8 @@ int up_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     rc = 1;
-    if (find_bin_dir(up) != 0 || prepare_data_dir(up) != 0 || setup_children(up) != 0)
+    if (find_bin_dir(up) != 0 || check_real_installed(up) != 0 || prepare_data_dir(up) != 0 ||
+        prepare_infra_dir(up) != 0 || setup_children(up) != 0)
         goto out;
     if (start_all(up) != 0) {
         if (up->signals == 0)

@@ -11,7 +11,12 @@
  *    an equal version, refuses a lower one (duplicate key on the upsert), and load() gives
  *    back exactly the latest documents;
  *  - a FerretDB killed under the sink: the write fails retriably, and after a restart on the
- *    same port the same batch goes through, nothing stored twice.
+ *    same port the same batch goes through, nothing stored twice;
+ *  - two sinks writing the same batch at the same moment (what two enrichers do with a batch
+ *    redelivered across a rebalance): each document inserted by exactly one of them, the
+ *    other counts it as a duplicate;
+ *  - two stores upserting a new id at the same moment with different versions (two coredata
+ *    writers): the higher version is what stays, whatever the interleaving.
  * Exits 77 (skipped) when FerretDB is not built (scripts/ferretdb.sh install).
  */
 #include <setjmp.h>
@@ -29,6 +34,7 @@
 #include "cd_store.h"
 #include "enr_sink.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,6 +327,137 @@ static void test_sink__survives_ferretdb_restart(void **state)
     enr_sink_destroy(s);
 }
 
+/* ---- concurrency: two writers at the same moment ------------------------------------------- */
+
+typedef struct racer_s {
+    pthread_barrier_t *go;
+    bson_t **docs;
+    int n;
+    enr_sink_result_t res;
+    int rc;
+    char err[256];
+} racer_t;
+
+static void *sink_racer(void *arg)
+{
+    racer_t *r = arg;
+    at_err_t err;
+    at_err_clear(&err);
+    enr_sink_t *s = enr_sink_mongo_new(fdb.uri, "majority", WTIMEOUT_MS, &err);
+    if (s == NULL) {
+        r->rc = -1;
+        snprintf(r->err, sizeof(r->err), "%s", err.msg);
+        return NULL;
+    }
+    /* A first empty write connects and proves the sink, so both start the real one together. */
+    enr_sink_write(s, NULL, 0, NULL, 0, &r->res, &err);
+    memset(&r->res, 0, sizeof(r->res));
+    pthread_barrier_wait(r->go);
+    r->rc = enr_sink_write(s, (const bson_t *const *)r->docs, (size_t)r->n, NULL, 0, &r->res, &err);
+    if (r->rc != 0)
+        snprintf(r->err, sizeof(r->err), "%s", err.msg);
+    enr_sink_destroy(s);
+    return NULL;
+}
+
+static void test_sink__two_sinks_same_batch_store_each_once(void **state)
+{
+    AT_UNUSED(state);
+    enum { N = 400, ROUNDS = 3 };
+    for (int round = 0; round < ROUNDS; round++) {
+        int from = 1000 + round * N;
+        bson_t **docs = make_events(from, from + N);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        racer_t r[2] = {{.go = &go, .docs = docs, .n = N}, {.go = &go, .docs = docs, .n = N}};
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, sink_racer, &r[i]), 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&go);
+        for (int i = 0; i < 2; i++)
+            if (r[i].rc != 0)
+                fail_msg("round %d, sink %d: %s", round, i, r[i].err);
+        /* Each sink saw every document once: as its own insert or as the other's. */
+        assert_int_equal(r[0].res.inserted + r[0].res.duplicates, N);
+        assert_int_equal(r[1].res.inserted + r[1].res.duplicates, N);
+        assert_int_equal(r[0].res.inserted + r[1].res.inserted, N);
+        print_message("round %d: inserted %lld + %lld, duplicates %lld + %lld\n", round, (long long)r[0].res.inserted,
+                      (long long)r[1].res.inserted, (long long)r[0].res.duplicates, (long long)r[1].res.duplicates);
+        free_docs(docs, N);
+    }
+    /* Tags fdb:1000..fdb:2199: 1200 documents, each once. */
+    assert_int_equal(count_docs("events", "{\"tag\": {\"$regex\": \"^fdb:(1[0-9]{3}|2[01][0-9]{2})$\"}}"), N * ROUNDS);
+}
+
+typedef struct upserter_s {
+    pthread_barrier_t *go;
+    const char *id;
+    int version;
+    bool applied;
+    int rc;
+    char err[256];
+} upserter_t;
+
+static void *store_racer(void *arg)
+{
+    upserter_t *u = arg;
+    at_err_t err;
+    at_err_clear(&err);
+    cd_store_t *st = cd_store_mongo_new(fdb.uri, "majority", WTIMEOUT_MS, &err);
+    if (st == NULL) {
+        u->rc = -1;
+        snprintf(u->err, sizeof(u->err), "%s", err.msg);
+        return NULL;
+    }
+    char json[256];
+    snprintf(json, sizeof(json), "{\"id\": \"%s\", \"name\": \"v%d\", \"version\": %d}", u->id, u->version,
+             u->version);
+    bson_error_t be;
+    bson_t *doc = bson_new_from_json((const uint8_t *)json, -1, &be);
+    pthread_barrier_wait(u->go);
+    u->rc = st->ops->put(st, CD_KIND_PUBLISHER, doc, &u->applied, &err);
+    if (u->rc != 0)
+        snprintf(u->err, sizeof(u->err), "%s", err.msg);
+    bson_destroy(doc);
+    cd_store_destroy(st);
+    return NULL;
+}
+
+static void test_store__racing_upserts_keep_the_higher_version(void **state)
+{
+    AT_UNUSED(state);
+    enum { ROUNDS = 10 };
+    int lost_races = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        char id[32];
+        snprintf(id, sizeof(id), "pub-race-%d", round);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        /* The lower version first in even rounds, second in odd ones. */
+        upserter_t u[2] = {{.go = &go, .id = id, .version = round % 2 ? 20 : 10},
+                           {.go = &go, .id = id, .version = round % 2 ? 10 : 20}};
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, store_racer, &u[i]), 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&go);
+        for (int i = 0; i < 2; i++)
+            if (u[i].rc != 0)
+                fail_msg("round %d, version %d: %s", round, u[i].version, u[i].err);
+        upserter_t *hi = u[0].version == 20 ? &u[0] : &u[1], *lo = hi == &u[0] ? &u[1] : &u[0];
+        assert_true(hi->applied); /* the higher version is never refused */
+        lost_races += lo->applied ? 0 : 1;
+        char filter[128];
+        snprintf(filter, sizeof(filter), "{\"_id\": \"%s\", \"version\": 20, \"name\": \"v20\"}", id);
+        assert_int_equal(count_docs("publishers", filter), 1);
+    }
+    print_message("the lower version was refused in %d of %d rounds (applied, then replaced, in the rest)\n",
+                  lost_races, ROUNDS);
+}
+
 int main(void)
 {
     if (ts_infra_skip(false, true))
@@ -329,6 +466,8 @@ int main(void)
         cmocka_unit_test(test_sink__unordered_insert_counts_duplicates),
         cmocka_unit_test(test_store__versioned_upsert),
         cmocka_unit_test(test_sink__survives_ferretdb_restart),
+        cmocka_unit_test(test_sink__two_sinks_same_batch_store_each_once),
+        cmocka_unit_test(test_store__racing_upserts_keep_the_higher_version),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
