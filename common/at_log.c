@@ -340,6 +340,21 @@ static void emit(at_log_level_t level, const char *comp, const char *msg, va_lis
         free(b.p);
 }
 
+bool at_log_gate(at_log_gate_t *g, const char *msg, int interval_s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)(msg ? msg : ""); *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec;
+    if (g->last_s != 0 && h == g->hash && now - g->last_s < interval_s)
+        return false;
+    g->hash = h;
+    g->last_s = now == 0 ? 1 : now;
+    return true;
+}
+
 void at_log(at_log_level_t level, const char *comp, const char *msg, ...)
 {
     if (!enabled(level))

@@ -39,6 +39,18 @@ int at_log_add_secret(const char *s);
  */
 void at_log(at_log_level_t level, const char *comp, const char *msg, ...) __attribute__((sentinel));
 
+/* Remembers what was logged last at one call site, for at_log_gate(). Zero-initialise. */
+typedef struct at_log_gate_s {
+    uint64_t hash;
+    int64_t last_s;
+} at_log_gate_t;
+
+/* True when @p msg differs from the message last passed with @p g, or @p interval_s seconds
+ * went by since it was last let through: a retry loop logs each new failure at once and a
+ * repeating one every @p interval_s, instead of every attempt. Not thread-safe: one gate per
+ * thread (or per call site on one thread). */
+bool at_log_gate(at_log_gate_t *g, const char *msg, int interval_s);
+
 /* printf-style convenience: the formatted text becomes "msg". */
 void at_logf(at_log_level_t level, const char *comp, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

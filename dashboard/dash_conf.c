@@ -9,8 +9,10 @@
 static const at_conf_opt_t dash_conf_opts[] = {
     {"listen", AT_CONF_STR, C(listen), 0, 256, "127.0.0.1:8091",
      "Address to serve the dashboard on, HOST:PORT (IPv6 as [addr]:port)."},
-    {"redis", AT_CONF_STR, C(redis), 1, 256, "127.0.0.1:6379",
-     "Redis with the core data and the enrichers' real-time counters, HOST:PORT."},
+    {"redis", AT_CONF_STR | AT_CONF_CREDS, C(redis), 1, 1024, "127.0.0.1:6379",
+     "Redis with the core data and the enrichers' real-time counters: HOST:PORT, a Unix socket path, or redis://[USER[:PASSWORD]@]HOST[:PORT][/DB] (ACL user, AUTH on every connect; no TLS: see docs/SECURITY.md)."},
+    {"redis-password", AT_CONF_STR | AT_CONF_SECRET, C(redis_password), 0, 1024, "",
+     "Redis password (AUTH), instead of one inside --redis."},
     {"redis-timeout-ms", AT_CONF_INT, C(redis_timeout_ms), 10, 60000, "500",
      "Connect and command timeout for Redis; a poll that takes longer counts as Redis down."},
     {"scrape", AT_CONF_LIST, C(scrape), 0, 32, "",

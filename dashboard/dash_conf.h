@@ -8,7 +8,8 @@
 
 typedef struct dash_conf_s {
     char *listen; /* HOST:PORT */
-    char *redis;  /* HOST:PORT */
+    char *redis;  /* HOST:PORT or redis://[user[:password]@]host[:port][/db] */
+    char *redis_password; /* secret; instead of a password in --redis */
     int64_t redis_timeout_ms;
     at_conf_list_t scrape; /* NAME=URL, the /metrics of collectors and enrichers */
     int64_t scrape_timeout_ms;

@@ -12,6 +12,8 @@
 #include "at_listen.h"
 #include "at_log.h"
 #include "at_loop.h"
+#include "at_redis.h"
+#include "at_secret.h"
 
 #define TICK_MS 1000
 
@@ -144,11 +146,10 @@ dash_server_t *dash_server_new(dash_conf_t *conf, at_err_t *err)
 
     if (at_listen_parse(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
         goto fail;
-    const char *colon = strrchr(conf->redis, ':');
-    if (colon == NULL || colon == conf->redis || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535) {
-        at_err_set(err, AT_ERR_INVALID, "--redis: expected HOST:PORT, got '%s'", conf->redis);
+    at_redis_addr_t ra;
+    if (at_redis_addr_parse(conf->redis, conf->redis_password, &ra, err) != 0)
         goto fail;
-    }
+    at_redis_addr_free(&ra);
     dash_model_opts_t mo = {
         .window_min = (int)conf->window_min,
         .history_len = (size_t)(conf->history_s * 1000 / conf->poll_ms),
@@ -218,8 +219,9 @@ int dash_server_start(dash_server_t *srv, at_err_t *err)
                 NI_NUMERICHOST | NI_NUMERICSERV);
     snprintf(addr, sizeof(addr), srv->addr.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", hostbuf, port);
     snprintf(targets, sizeof(targets), "%zu", srv->conf->scrape.count);
-    at_log(AT_LOG_INFO, "dashboard", "listening", "addr", addr, "redis", srv->conf->redis, "scrape_targets", targets,
-           NULL);
+    char redis[1100];
+    at_log(AT_LOG_INFO, "dashboard", "listening", "addr", addr, "redis",
+           at_secret_uri_redact(srv->conf->redis, redis, sizeof(redis)), "scrape_targets", targets, NULL);
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 
 #include "at_accept.h"
+#include "at_log.h"
 #include "at_metrics.h"
 #include "dash_conf.h"
 #include "dash_model.h"
@@ -81,6 +82,7 @@ struct dash_server_s {
     dash_url_t *urls; /* one per --scrape target */
     int64_t last_full_minute;
     uint64_t polls_done;
+    at_log_gate_t redis_gate; /* refused credentials: logged once per new message or 30 s */
     void *redis; /* redisContext *, poll thread only */
 
     /* ---- shared ---- */
