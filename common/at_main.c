@@ -28,6 +28,14 @@ static void warn_argv_secret(const at_conf_opt_t *o, void *arg)
     at_log(AT_LOG_WARN, "config", msg, "program", t->program, "option", o->name, NULL);
 }
 
+void at_main_secrets(const at_conf_table_t *t, void *conf, int argc, char **argv)
+{
+    /* Secrets: masked in every log record from now on, and a value given on the command line
+     * is warned about and overwritten there (docs/SECURITY.md). */
+    at_conf_foreach_secret(t, conf, register_secret, NULL);
+    at_conf_argv_secrets(t, argc, argv, true, warn_argv_secret, (void *)t);
+}
+
 int at_main_init(const at_conf_table_t *t, void *conf, size_t log_level_offset, int argc, char **argv,
                  sigset_t *signals)
 {
@@ -48,10 +56,7 @@ int at_main_init(const at_conf_table_t *t, void *conf, size_t log_level_offset, 
         return 2;
     }
     at_log_set_level(level);
-    /* Secrets: masked in every log record from now on, and a value given on the command line
-     * is warned about and overwritten there (docs/SECURITY.md). */
-    at_conf_foreach_secret(t, conf, register_secret, NULL);
-    at_conf_argv_secrets(t, argc, argv, true, warn_argv_secret, (void *)t);
+    at_main_secrets(t, conf, argc, argv);
 
     sigemptyset(signals);
     sigaddset(signals, SIGINT);

@@ -24,6 +24,7 @@
 #include "at_accept.h"
 #include "at_log.h"
 #include "at_metrics.h"
+#include "dash_auth.h"
 #include "dash_conf.h"
 #include "dash_model.h"
 #include "dash_scrape.h"
@@ -37,6 +38,7 @@ typedef struct dash_stats_s {
     at_counter_t *clients_total, *clients_dropped, *clients_refused;
     at_counter_t *polls, *poll_errors, *scrapes, *scrape_errors;
     at_counter_t *changes, *changes_invalid, *snapshots;
+    at_counter_t *auth_refused, *logins, *login_failures;
     at_gauge_t *redis_up, *snapshot_bytes;
     at_histogram_t *poll_duration;
 } dash_stats_t;
@@ -52,6 +54,7 @@ typedef struct dash_msg_s {
 
 struct dash_server_s {
     dash_conf_t *conf; /* borrowed; outlives the server */
+    dash_auth_t *auth; /* NULL with --auth none */
     at_metrics_t *metrics;
     dash_stats_t stats;
 
