@@ -302,7 +302,8 @@ int at_redis_check_acl(redisContext *rc, const char *const *probes, at_err_t *er
          * about permissions. */
         bool noperm = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOPERM", 6) == 0;
         if (i < n && noperm && result == 0)
-            result = at_err_set(err, AT_ERR_AUTH, "redis: the user may not run %.80s: %.160s", probes[i], r->str);
+            result = at_err_set(err, AT_ERR_AUTH, "redis: the user may not run %.*s (as adtrack does): %.160s",
+                                (int)strcspn(probes[i], " "), probes[i], r->str);
         freeReplyObject(r);
     }
     return result;
