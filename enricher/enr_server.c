@@ -185,6 +185,8 @@ bool enr_server_ready(enr_server_t *srv, const char **why)
         *why = "kafka refused our credentials or certificate (see the log)";
     else if (atomic_load(&srv->redis_auth_failed))
         *why = "redis refused our credentials or permissions (see the log)";
+    else if (atomic_load(&srv->sink_auth_failed))
+        *why = "mongodb refused our credentials or certificate (see the log)";
     else if (!atomic_load(&srv->kafka_ok))
         *why = "kafka not proven reachable";
     else if (!atomic_load(&srv->redis_ok))

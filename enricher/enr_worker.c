@@ -62,6 +62,7 @@ typedef struct imap_s {
 typedef struct worker_s {
     enr_server_t *srv;
     at_log_gate_t redis_gate; /* connect failures: logged once per new message or 30 s */
+    at_log_gate_t sink_gate;  /* sink probe failures, likewise */
     const enr_conf_t *conf;
     rd_kafka_t *rk;                 /* consumer */
     rd_kafka_t *prod;               /* rejected-topic producer */
@@ -832,9 +833,11 @@ static int attempt(worker_t *w, int *stage, bool *drop, at_err_t *err)
         if (enr_sink_write(w->srv->sink, (const bson_t *const *)w->events, w->nevents,
                            (const bson_t *const *)w->rejected, w->nrejected, &res, err) != 0) {
             atomic_store(&w->srv->sink_ok, false);
+            atomic_store(&w->srv->sink_auth_failed, err->code == AT_ERR_AUTH);
             return -1;
         }
         atomic_store(&w->srv->sink_ok, true);
+        atomic_store(&w->srv->sink_auth_failed, false);
         at_counter_add(w->srv->stats.sink_inserted, res.inserted);
         at_counter_add(w->srv->stats.sink_duplicates, res.duplicates);
         *stage = ENR_STAGE_KAFKA;
@@ -905,8 +908,13 @@ static void process_batch(worker_t *w)
         at_counter_add(w->srv->stats.retries[stage], 1);
         char bo[32];
         snprintf(bo, sizeof(bo), "%lld", (long long)backoff);
-        at_log(AT_LOG_WARN, "enricher", "batch failed; partitions paused, retrying", "error", err.msg, "backoff_ms", bo,
-               NULL);
+        /* Refused credentials or certificates are configuration errors: error level, so
+         * they are not taken for an outage that retrying will ride out. */
+        at_log(err.code == AT_ERR_AUTH ? AT_LOG_ERROR : AT_LOG_WARN, "enricher",
+               err.code == AT_ERR_AUTH ? "batch failed: a dependency refused our credentials or certificate; partitions "
+                                         "paused, retrying"
+                                       : "batch failed; partitions paused, retrying",
+               "error", err.msg, "backoff_ms", bo, NULL);
         pause_all(w);
         if (atomic_load(&w->srv->stopping)) {
             if (w->stop_deadline == 0)
@@ -1066,8 +1074,17 @@ static void probe(worker_t *w)
     }
     if (!atomic_load(&w->srv->sink_ok)) {
         enr_sink_result_t res;
-        if (enr_sink_write(w->srv->sink, NULL, 0, NULL, 0, &res, &err) == 0)
+        if (enr_sink_write(w->srv->sink, NULL, 0, NULL, 0, &res, &err) == 0) {
             atomic_store(&w->srv->sink_ok, true);
+            atomic_store(&w->srv->sink_auth_failed, false);
+        } else {
+            atomic_store(&w->srv->sink_auth_failed, err.code == AT_ERR_AUTH);
+            if (at_log_gate(&w->sink_gate, err.msg, 30))
+                at_log(err.code == AT_ERR_AUTH ? AT_LOG_ERROR : AT_LOG_WARN, "enricher",
+                       err.code == AT_ERR_AUTH ? "the sink refused our credentials or certificate; will retry"
+                                               : "the sink is not reachable; will retry",
+                       "error", err.msg, NULL);
+        }
     }
 }
 
