@@ -81,6 +81,23 @@ for path in /healthz /metrics /login; do
     [ "$(code_of "http://127.0.0.1:$dport$path")" = 200 ] || fail "$path should be open"
 done
 
+# 0b. --auth none (behind an authenticating proxy): no check, and a warning; with a token
+# as well, it refuses to start rather than ignore one of the two
+nport=$(port)
+"$bin/adtrack-dashboard" --listen "127.0.0.1:$nport" --redis "127.0.0.1:$rport" --auth none 2>"$tmp/dash-none.err" &
+pids+=($!)
+wait_for 10 'curl -sf "http://127.0.0.1:$nport/healthz"' || fail "dashboard --auth none did not start"
+[ "$(code_of "http://127.0.0.1:$nport/api/snapshot")" != 401 ] || fail "--auth none still asks for a token"
+grep -q '"level":"warn".*--auth none' "$tmp/dash-none.err" || fail "--auth none without a warning"
+if ADTRACK_AUTH_TOKEN=some-token-0123456789 timeout 10 "$bin/adtrack-dashboard" --listen 127.0.0.1:0 \
+    --redis "127.0.0.1:$rport" --auth none >/dev/null 2>&1; then
+    fail "--auth none with a token started"
+fi
+if timeout 10 "$bin/adtrack-dashboard" --listen 127.0.0.1:0 --redis "127.0.0.1:$rport" >/dev/null 2>"$tmp/dash-notoken.err"; then
+    fail "the dashboard started without a token"
+fi
+grep -q -- "--auth-token: expected at least one token" "$tmp/dash-notoken.err" || fail "no clear message without a token"
+
 # 1. seeded counts show up; the tombstone does not
 wait_for 10 'test "$(json '\''s["campaigns"][0]["imp"] if s["campaigns"] else -1'\'')" = 12' || fail "snapshot never showed imp=12: $(curl -s "http://127.0.0.1:$dport/api/snapshot")"
 [ "$(json 'len(s["campaigns"])')" = 1 ] || fail "tombstoned campaign shown"
