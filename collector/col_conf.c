@@ -20,6 +20,10 @@ static const at_conf_opt_t col_conf_opts[] = {
      "Topic for rejected events (with a reason)."},
     {"kafka-timeout-ms", AT_CONF_INT, C(kafka_timeout_ms), 100, 300000, "5000",
      "How long an event may wait for a Kafka acknowledgement before it is written to the spool instead."},
+    {"kafka-ack-wait-ms", AT_CONF_INT, C(kafka_ack_wait_ms), 10, 300000, "500",
+     "An acknowledgement that takes longer marks the event's partition as in trouble: its next events go to the "
+     "spool at once (answered after the fsync) until Kafka takes the partition's events again. A partition whose "
+     "leader is gone then costs new events milliseconds, not --kafka-timeout-ms."},
     {"linger-ms", AT_CONF_INT, C(linger_ms), 0, 1000, "1",
      "librdkafka linger.ms: how long the producer waits to batch; adds directly to pixel latency."},
     {"spool-dir", AT_CONF_STR, C(spool_dir), 1, 4096, "data/spool",

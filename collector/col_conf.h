@@ -17,6 +17,7 @@ typedef struct col_conf_s {
     char *topic_rejected;
     int64_t kafka_timeout_ms;     /* message.timeout.ms: when an undelivered event is spooled */
     int64_t linger_ms;            /* linger.ms: batching vs latency */
+    int64_t kafka_ack_wait_ms;    /* a later acknowledgement routes the partition to the spool */
     char *spool_dir;
     int64_t spool_max_bytes;
     int64_t url_max_bytes;        /* longer request targets get 414 */

@@ -92,7 +92,7 @@ static int64_t offset_for_time(rd_kafka_t *rk, const char *topic, int32_t partit
 
 /* Checks the items of one partition (@p idx, @p nidx of them). */
 static int check_partition(col_doubt_t *d, col_doubt_item_t *items, const size_t *idx, size_t nidx, int64_t deadline,
-                           at_err_t *err)
+                           const atomic_bool *cancel, at_err_t *err)
 {
     const char *topic = items[idx[0]].topic;
     int32_t part = items[idx[0]].partition;
@@ -120,7 +120,13 @@ static int check_partition(col_doubt_t *d, col_doubt_item_t *items, const size_t
             return at_err_set(err, AT_ERR_UNAVAILABLE, "%s [%d]: offset lookup by time failed", topic, (int)part);
         if (probe >= 0)
             return 0; /* it can tell: nothing that recent, so the events are not there */
-        start = AT_MAX(lo, hi - COL_DOUBT_SCAN_MAX);
+        start = hi - COL_DOUBT_SCAN_MAX;
+    }
+    if (start < lo && lo > 0) {
+        /* Retention already deleted part of what should be read: an event in doubt that was
+         * there is no longer seen, and will be sent again (stored twice, never lost). */
+        at_log(AT_LOG_WARN, "spool", "events in doubt: Kafka no longer holds all the messages around their time; "
+                                     "any that were stored are sent again", "topic", topic, NULL);
     }
     start = AT_MAX(start, lo);
     if (start >= hi)
@@ -138,6 +144,10 @@ static int check_partition(col_doubt_t *d, col_doubt_item_t *items, const size_t
     int rc = 0;
     while (next < hi && left_items > 0) {
         int64_t now = mono_ms();
+        if (cancel != NULL && atomic_load(cancel)) {
+            rc = at_err_set(err, AT_ERR_UNAVAILABLE, "%s [%d]: stopped", topic, (int)part);
+            break;
+        }
         if (now >= deadline) {
             rc = at_err_set(err, AT_ERR_TIMEOUT, "%s [%d]: read up to offset %lld of %lld in time", topic, (int)part,
                             (long long)next, (long long)hi);
@@ -165,7 +175,8 @@ static int check_partition(col_doubt_t *d, col_doubt_item_t *items, const size_t
     return rc;
 }
 
-int col_doubt_check(col_doubt_t *d, col_doubt_item_t *items, size_t n, int timeout_ms, at_err_t *err)
+int col_doubt_check(col_doubt_t *d, col_doubt_item_t *items, size_t n, int timeout_ms, const atomic_bool *cancel,
+                    at_err_t *err)
 {
     int64_t deadline = mono_ms() + timeout_ms;
     size_t *idx = malloc(AT_MAX(n, (size_t)1) * sizeof(*idx));
@@ -184,7 +195,7 @@ int col_doubt_check(col_doubt_t *d, col_doubt_item_t *items, size_t n, int timeo
                 idx[nidx++] = j;
                 done[j] = true;
             }
-        rc = check_partition(d, items, idx, nidx, deadline, err);
+        rc = check_partition(d, items, idx, nidx, deadline, cancel, err);
     }
 out:
     free(idx);

@@ -21,6 +21,7 @@
 #ifndef COL_DOUBT_H
 #define COL_DOUBT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,10 +50,12 @@ col_doubt_t *col_doubt_new(rd_kafka_conf_t *conf, at_err_t *err);
 
 /*
  * Sets `found` on each of the @p n items that Kafka holds. Returns 0, or -1 + err when
- * Kafka could not be read completely within @p timeout_ms (nothing may then be concluded;
- * try again later). @locality: the thread that owns @p d
+ * Kafka could not be read completely within @p timeout_ms or *@p cancel (may be NULL) became
+ * true meanwhile (nothing may then be concluded; try again later). @locality: the thread
+ * that owns @p d
  */
-int col_doubt_check(col_doubt_t *d, col_doubt_item_t *items, size_t n, int timeout_ms, at_err_t *err);
+int col_doubt_check(col_doubt_t *d, col_doubt_item_t *items, size_t n, int timeout_ms, const atomic_bool *cancel,
+                    at_err_t *err);
 
 /* Accepts NULL. */
 void col_doubt_destroy(col_doubt_t *d);

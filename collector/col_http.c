@@ -83,6 +83,7 @@ typedef struct req_ctx_s {
     char ip[64];
     char new_uid[AT_UUID_STR_LEN + 1];
     bool set_cookie;
+    int64_t now_ms;      /* the wall clock, read once per request */
     col_reqid_t reqid;   /* valid: event ids derive from the load balancer's request id */
     uint32_t next_index; /* index of the next event of this request (fill_from_request order) */
 } req_ctx_t;
@@ -137,7 +138,7 @@ static void reqid_init(req_ctx_t *rc, const struct sockaddr *peer)
         }
     }
     at_err_t err = {0};
-    if (col_reqid_from_request(peer, rc->srv->trusted, rc->srv->ntrusted, v.base, v.len, seen, (uint64_t)wall_ms(),
+    if (col_reqid_from_request(peer, rc->srv->trusted, rc->srv->ntrusted, v.base, v.len, seen, (uint64_t)rc->now_ms,
                                &rc->reqid, &err) < 0 &&
         !atomic_exchange(&warned, true))
         at_log(AT_LOG_WARN, "collector", "ignoring the load balancer's request id; event ids are random (logged once)",
@@ -151,6 +152,7 @@ static void req_ctx_init(req_ctx_t *rc, col_server_t *srv, h2o_req_t *req)
     rc->req = req;
     rc->lp = H2O_STRUCT_FROM_MEMBER(col_loop_t, ctx, req->conn->ctx);
     rc->start_ns = col_now_ns();
+    rc->now_ms = wall_ms();
     rc->privacy = srv->conf->honor_privacy_signals && (header_is_1(req, "dnt") || header_is_1(req, "sec-gpc"));
     struct sockaddr_storage ss;
     socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
@@ -194,8 +196,8 @@ static void fill_from_request(req_ctx_t *rc, at_event_t *ev)
         col_reqid_event_id(&rc->reqid, rc->next_index++, &ev->id);
         ev->ts_ms = (int64_t)rc->reqid.ms;
     } else {
-        at_uuid7_next(&rc->lp->uuid, (uint64_t)wall_ms(), &ev->id);
-        ev->ts_ms = wall_ms();
+        at_uuid7_next(&rc->lp->uuid, (uint64_t)rc->now_ms, &ev->id);
+        ev->ts_ms = rc->now_ms;
     }
     ev->ua = (at_str_t){ua.base, ua.len};
     ev->ref = header_url(ref);
@@ -217,7 +219,7 @@ static void fill_from_request(req_ctx_t *rc, at_event_t *ev)
                 if (rc->reqid.valid)
                     col_reqid_event_id(&rc->reqid, COL_REQID_INDEX_COOKIE, &u); /* a retry sets the same cookie */
                 else
-                    at_uuid7_next(&rc->lp->uuid, (uint64_t)wall_ms(), &u);
+                    at_uuid7_next(&rc->lp->uuid, (uint64_t)rc->now_ms, &u);
                 at_uuid_format(&u, rc->new_uid);
                 rc->set_cookie = true;
             }
@@ -226,17 +228,21 @@ static void fill_from_request(req_ctx_t *rc, at_event_t *ev)
     }
 }
 
+/* name=<uid> and the attributes the server made once (col_server_new): no formatting per
+ * request (snprintf here was 2% of the collector's CPU under a cookie-less load). */
 static void add_cookie_header(req_ctx_t *rc, h2o_req_t *req)
 {
-    const col_conf_t *conf = rc->srv->conf;
-    char buf[512];
-    int n = snprintf(buf, sizeof(buf), "%s=%s; Max-Age=%lld; Path=/%s%s%s", conf->cookie_name, rc->new_uid,
-                     (long long)conf->cookie_max_age_days * 86400, conf->cookie_domain[0] ? "; Domain=" : "",
-                     conf->cookie_domain, conf->cookie_secure ? "; SameSite=None; Secure" : "; SameSite=Lax");
-    if (n > 0 && (size_t)n < sizeof(buf)) {
-        h2o_iovec_t v = h2o_strdup(&req->pool, buf, (size_t)n);
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, v.base, v.len);
-    }
+    col_server_t *srv = rc->srv;
+    size_t nlen = strlen(srv->conf->cookie_name);
+    if (srv->cookie_attrs_len == 0)
+        return;
+    size_t len = nlen + 1 + AT_UUID_STR_LEN + srv->cookie_attrs_len;
+    char *v = h2o_mem_alloc_pool(&req->pool, len);
+    memcpy(v, srv->conf->cookie_name, nlen);
+    v[nlen] = '=';
+    memcpy(v + nlen + 1, rc->new_uid, AT_UUID_STR_LEN);
+    memcpy(v + nlen + 1 + AT_UUID_STR_LEN, srv->cookie_attrs, srv->cookie_attrs_len);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, v, len);
 }
 
 /* Serializes @p ev (valid or rejected) and hands it to the durable sink. */
@@ -263,8 +269,7 @@ static void submit_event(req_ctx_t *rc, col_pending_t *p, const at_event_t *ev, 
         return;
     }
     /* Kafka key = campaign id, so one campaign's events stay in order on one partition. */
-    col_sink_submit(p, topic, ev != NULL ? ev->c.p : NULL, ev != NULL ? ev->c.len : 0, json, len);
-    bson_free(json);
+    col_sink_submit(p, topic, ev != NULL ? ev->c.p : NULL, ev != NULL ? ev->c.len : 0, json, len); /* takes json */
 }
 
 /* ---- pixel and click ---- */

@@ -20,6 +20,14 @@
 #include "at_log.h"
 
 #define TICK_MS 100
+#define SPARE_PENDING_MAX 4096 /* per loop: enough for a burst, a few hundred KiB at most */
+
+int64_t col_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 uint64_t col_now_ns(void)
 {
@@ -56,6 +64,8 @@ static void stats_collect(at_metrics_t *m, void *opaque)
     srv->stats.spool_seen_doubt[0] = ss.doubt_appended;
     srv->stats.spool_seen_doubt[1] = ss.doubt_found;
     srv->stats.spool_seen_doubt[2] = ss.doubt_resent;
+    at_counter_add(srv->stats.ack_wait_suspects, ss.suspects - srv->stats.spool_seen_suspects);
+    srv->stats.spool_seen_suspects = ss.suspects;
     srv->stats.spool_seen_fsyncs = ss.fsyncs;
     srv->stats.spool_seen_replayed = ss.replayed;
     srv->stats.spool_seen_dead = ss.dead_lettered;
@@ -97,7 +107,7 @@ static int stats_init(col_server_t *srv)
                                              "Events sent to the rejected topic, by reason.");
     }
     st->spool_bytes = at_metrics_gauge(m, "adtrack_spool_bytes", NULL, "Bytes in the spool not yet replayed to Kafka.");
-    st->spool_active = at_metrics_gauge(m, "adtrack_spool_active", NULL, "1 while new events are routed to the spool.");
+    st->spool_active = at_metrics_gauge(m, "adtrack_spool_active", NULL, "1 while the spool holds events not yet replayed.");
     st->kafka_reachable = at_metrics_gauge(m, "adtrack_kafka_reachable", NULL, "1 when Kafka answered the last probe.");
     st->kafka_queue = at_metrics_gauge(m, "adtrack_kafka_queue_messages", NULL,
                                        "Messages in librdkafka's queues awaiting delivery (all loops).");
@@ -107,6 +117,13 @@ static int stats_init(col_server_t *srv)
                                             "Spooled events delivered to Kafka by the replayer.");
     st->spool_dead_lettered = at_metrics_counter(m, "adtrack_spool_dead_lettered_total", NULL,
                                                  "Spooled events Kafka refused for good (kept in dead-letter.log).");
+    st->ack_wait_suspects = at_metrics_counter(m, "adtrack_kafka_partition_suspects_total", NULL,
+                                               "Times a partition was routed to the spool: an acknowledgement later "
+                                               "than --kafka-ack-wait-ms, a failed delivery, or its broker's "
+                                               "connection lost.");
+    st->ack_wait_spooled = at_metrics_counter(m, "adtrack_kafka_ack_wait_spooled_total", NULL,
+                                              "Events answered from a copy in doubt in the spool while their original "
+                                              "still waited in librdkafka (ack wait over, or the broker's connection lost).");
     st->spool_doubt[0] = at_metrics_counter(m, "adtrack_spool_in_doubt_total", NULL,
                                             "Events spooled after a produce attempt that ended without an answer "
                                             "(possibly persisted): the replayer looks for them in Kafka first.");
@@ -188,12 +205,47 @@ static void on_req_dispose(void *slotp)
         p->req = NULL; /* the client went away; events still settle, nobody to answer */
 }
 
+/* While a request waits for its answer, bytes from its connection (a pipelined next
+ * request, or the end of the connection) are left in the socket's buffer: h2o's HTTP/1 code
+ * reads them once it polls the connection again after the answer. */
+static void park_early_bytes(h2o_socket_t *sock, const char *err)
+{
+    AT_UNUSED(err);
+    h2o_socket_read_stop(sock);
+}
+
+/*
+ * h2o 2.2.5's HTTP/1 stops polling a connection for reads when a request is complete and
+ * starts again once the answer is sent. Both only take effect at the start of the loop's
+ * next iteration (lib/common/socket/evloop/epoll.c.h, update_status), so for an answer
+ * given in the same iteration nothing happens, but an answer that waits for Kafka falls in
+ * a later iteration: one epoll_ctl to stop and one to start, per request, 12% of the
+ * collector's CPU at full load (perf, docs/bench/collector.md). Polling on, with a callback
+ * that parks early bytes, leaves the registration untouched: no epoll_ctl in the common
+ * case (no bytes until the answer), and the same behaviour as h2o's in the rare one.
+ * HTTP/2 connections keep reading on their own and are left alone.
+ */
+static void keep_polling(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock != NULL && !h2o_socket_is_reading(sock))
+        h2o_socket_read_start(sock, park_early_bytes);
+}
+
 col_pending_t *col_pending_new(col_loop_t *lp, h2o_req_t *req, col_pending_respond_cb respond, void *data)
 {
     AT_ASSERT_LOOP(lp->loop);
-    col_pending_t *p = calloc(1, sizeof(*p));
-    if (p == NULL)
+    /* Reused from this loop's spares: one calloc/free pair less per request. */
+    col_pending_t *p = lp->spare;
+    if (p != NULL) {
+        lp->spare = p->data;
+        lp->nspare--;
+        memset(p, 0, sizeof(*p));
+    } else if ((p = calloc(1, sizeof(*p))) == NULL) {
         h2o_fatal("out of memory");
+    }
     p->lp = lp;
     p->req = req;
     p->respond = respond;
@@ -202,6 +254,7 @@ col_pending_t *col_pending_new(col_loop_t *lp, h2o_req_t *req, col_pending_respo
     p->remaining = 1; /* held by the submitter until col_pending_seal() */
     p->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*p->slot), on_req_dispose);
     *p->slot = p;
+    keep_polling(req);
     atomic_fetch_add_explicit(&lp->inflight, 1, memory_order_relaxed);
     return p;
 }
@@ -217,8 +270,15 @@ static void pending_settle(col_pending_t *p, bool ok)
         *p->slot = NULL;
         p->respond(p, p->req);
     }
-    atomic_fetch_sub_explicit(&p->lp->inflight, 1, memory_order_relaxed);
-    free(p);
+    col_loop_t *lp = p->lp;
+    atomic_fetch_sub_explicit(&lp->inflight, 1, memory_order_relaxed);
+    if (lp->nspare < SPARE_PENDING_MAX) {
+        p->data = lp->spare;
+        lp->spare = p;
+        lp->nspare++;
+    } else {
+        free(p);
+    }
 }
 
 void col_pending_seal(col_pending_t *p)
@@ -247,48 +307,194 @@ static void sink_spool(col_loop_t *lp, col_pending_t *p, int topic, const void *
     }
 }
 
-void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen, const char *value, size_t valuelen)
+/*
+ * An event on its way to Kafka. Its value buffer belongs to librdkafka (RD_KAFKA_MSG_F_FREE)
+ * but stays valid until the delivery report, which runs on this loop thread, so the loop may
+ * still read it until then. When the acknowledgement takes longer than --kafka-ack-wait-ms
+ * (the partition's leader is gone, most likely), on_ack_wait() spools a copy *in doubt* and
+ * the request is answered once that is on disk; librdkafka keeps trying the original, and
+ * the replayer decides about the copy only once the original's fate is settled (see
+ * col_spool.h, "in doubt"). Owned by the loop thread; reused from lp->spare_inflight.
+ */
+struct col_inflight_s {
+    h2o_timeout_entry_t wait;
+    col_pending_t *p;
+    const char *value;       /* librdkafka's (our former) buffer: read only, until the report */
+    size_t valuelen;
+    int64_t sent_ms;         /* wall clock when produced */
+    int32_t partition;       /* chosen by us (col_part.h), or COL_PART_ANY */
+    uint8_t topic;
+    uint8_t keylen;
+    bool spooled;            /* a copy is in the spool, which settles the pending entry */
+    char key[COL_KEY_MAX];
+};
+
+static col_inflight_t *inflight_new(col_loop_t *lp)
+{
+    col_inflight_t *r = lp->spare_inflight;
+    if (r != NULL) {
+        lp->spare_inflight = (col_inflight_t *)r->p;
+        lp->nspare_inflight--;
+        memset(r, 0, sizeof(*r));
+    } else if ((r = calloc(1, sizeof(*r))) == NULL) {
+        h2o_fatal("out of memory");
+    }
+    return r;
+}
+
+static void inflight_free(col_loop_t *lp, col_inflight_t *r)
+{
+    if (h2o_timeout_is_linked(&r->wait))
+        h2o_timeout_unlink(&r->wait);
+    if (lp->nspare_inflight < SPARE_PENDING_MAX) {
+        r->p = (col_pending_t *)lp->spare_inflight;
+        lp->spare_inflight = r;
+        lp->nspare_inflight++;
+    } else {
+        free(r);
+    }
+}
+
+/* The acknowledgement is late: route the partition's next events to the spool, and answer
+ * this one from the spool too. @locality: loop thread */
+static void on_ack_wait(h2o_timeout_entry_t *entry)
+{
+    col_inflight_t *r = H2O_STRUCT_FROM_MEMBER(col_inflight_t, wait, entry);
+    col_loop_t *lp = r->p->lp;
+    col_server_t *srv = lp->srv;
+    AT_ASSERT_LOOP(lp->loop);
+
+    col_spool_partition_suspect(srv->spool, r->topic, r->partition, "no acknowledgement within --kafka-ack-wait-ms");
+    col_spool_rec_t *rec = col_spool_rec_new(r->topic, r->key, r->keylen, r->value, r->valuelen, r->p);
+    if (rec == NULL)
+        return; /* the delivery report settles it, as without this */
+    col_spool_rec_set_in_doubt(rec, r->partition, r->sent_ms);
+    if (col_spool_append(srv->spool, lp->spool_client, rec) != 0) {
+        free(rec); /* spool full: the delivery report decides */
+        return;
+    }
+    r->spooled = true;
+    at_counter_add(srv->stats.events_spooled, 1);
+    at_counter_add(srv->stats.ack_wait_spooled, 1);
+}
+
+void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen, char *value, size_t valuelen)
 {
     col_loop_t *lp = p->lp;
     col_server_t *srv = lp->srv;
+    col_spool_t *sp = srv->spool;
 
     p->remaining++;
-    /* Behind a non-empty spool (or with Kafka known down), new events queue on disk so
-     * they reach Kafka after the ones spooled earlier, and answer without waiting for a
-     * delivery timeout. */
-    if (!col_spool_active(srv->spool) && col_spool_kafka_reachable(srv->spool)) {
-        rd_kafka_resp_err_t err =
-            rd_kafka_producev(lp->rk, RD_KAFKA_V_RKT(lp->rkt[topic]), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, valuelen),
-                              RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    /* Kafka known down, or this event's partition in trouble: to the spool at once, answered
+     * after its fsync instead of after a delivery timeout. */
+    int32_t part = col_part_of(col_spool_partitioner(sp), lp->rkt[topic], key, keylen,
+                               col_spool_partition_count(sp, topic));
+    if (col_spool_kafka_reachable(sp) && !(part != COL_PART_ANY && col_spool_partition_is_suspect(sp, topic, part))) {
+        col_inflight_t *r = inflight_new(lp);
+        r->p = p;
+        r->value = value;
+        r->valuelen = valuelen;
+        r->sent_ms = col_wall_ms();
+        r->partition = part;
+        r->topic = (uint8_t)topic;
+        /* A key longer than a campaign id (a rejected event's raw c) gets no copy: no ack wait. */
+        bool copyable = keylen <= COL_KEY_MAX;
+        r->keylen = copyable ? (uint8_t)keylen : 0;
+        if (copyable && keylen > 0)
+            memcpy(r->key, key, keylen);
+        /* F_FREE: librdkafka keeps our buffer instead of copying it (and frees it after the
+         * report); on an error the buffer is still ours. */
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            lp->rk, RD_KAFKA_V_RKT(lp->rkt[topic]), RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+            RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE(value, valuelen), RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            /* Not before this loop's first acknowledgement: at start-up the first events wait
+             * for connections and metadata, which says nothing about a partition. */
+            if (part != COL_PART_ANY && copyable && lp->acked_once) {
+                r->wait.cb = on_ack_wait;
+                h2o_timeout_link(lp->loop, &lp->ack_wait_timeout, &r->wait);
+            }
             return;
+        }
+        inflight_free(lp, r);
         at_counter_add(srv->stats.delivery_failures, 1);
     }
     at_counter_add(srv->stats.events_spooled, 1);
     sink_spool(lp, p, topic, key, keylen, value, valuelen, NULL);
+    free(value);
 }
 
 /* Delivery report: runs on the loop thread, inside rd_kafka_poll(). */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     col_loop_t *lp = opaque;
-    col_pending_t *p = m->_private;
-    int topic = m->rkt == lp->rkt[COL_TOPIC_REJECTED] ? COL_TOPIC_REJECTED : COL_TOPIC_RAW;
+    col_inflight_t *r = m->_private;
+    col_pending_t *p = r->p; /* not to be touched when r->spooled: the spool may have freed it */
+    int topic = r->topic;
+    bool spooled = r->spooled;
     AT_UNUSED(rk);
 
+    inflight_free(lp, r);
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        lp->acked_once = true;
         at_kafka_note_ok();
         at_counter_add(lp->srv->stats.events_produced[topic], 1);
-        pending_settle(p, true);
-        return;
+        if (!spooled)
+            pending_settle(p, true);
+        return; /* spooled: the replayer will find the original in Kafka and drop the copy */
     }
     at_counter_add(lp->srv->stats.delivery_failures, 1);
-    if (at_kafka_err_is_outage(m->err))
-        col_spool_report_outage(lp->srv->spool);
+    /* A partition whose messages fail or time out while the rest of Kafka works goes to the
+     * spool; all of Kafka down (messages purged by on_kafka_error, the probe failing) is the
+     * global flag's business. */
+    if (at_kafka_err_is_outage(m->err) && m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
+        col_spool_kafka_reachable(lp->srv->spool)) {
+        if (m->partition >= 0)
+            col_spool_partition_suspect(lp->srv->spool, topic, m->partition, rd_kafka_err2str(m->err));
+        else
+            col_spool_report_outage(lp->srv->spool);
+    }
+    if (spooled)
+        return; /* its copy (in doubt) is on disk and the request answered */
     at_log(AT_LOG_DEBUG, "collector", "delivery failed; spooling", "error", rd_kafka_err2str(m->err), NULL);
     at_counter_add(lp->srv->stats.events_spooled, 1);
     sink_spool(lp, p, topic, m->key, m->key_len, m->payload, m->len, m);
+}
+
+/*
+ * One broker's connection broke while Kafka as a whole answers (one broker of three killed):
+ * the partitions it led go to the spool now, and this loop's events already waiting on them
+ * are answered from the spool at once (as on_ack_wait() would after --kafka-ack-wait-ms),
+ * instead of holding their connections for the ack wait. librdkafka's reason starts with
+ * the broker's name, "host:port/<id>: ..."; without a readable id, the ack wait covers it.
+ * @locality: loop thread
+ */
+static void broker_lost(col_loop_t *lp, const char *reason)
+{
+    const char *colon = reason != NULL ? strstr(reason, ": ") : NULL;
+    const char *slash = colon != NULL ? memrchr(reason, '/', (size_t)(colon - reason)) : NULL;
+    if (slash == NULL || slash + 1 == colon)
+        return;
+    int32_t id = 0;
+    for (const char *c = slash + 1; c < colon; c++) {
+        if (*c < '0' || *c > '9' || id > 100000000)
+            return;
+        id = id * 10 + (*c - '0');
+    }
+    if (col_spool_broker_down(lp->srv->spool, id) == 0)
+        return;
+    /* Every event of this loop waiting for an acknowledgement is on the ack-wait list; those
+     * of the partitions now suspect are answered from the spool. */
+    h2o_linklist_t *anchor = &lp->ack_wait_timeout._entries;
+    for (h2o_linklist_t *node = anchor->next, *next; node != anchor; node = next) {
+        next = node->next;
+        h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, node);
+        col_inflight_t *r = H2O_STRUCT_FROM_MEMBER(col_inflight_t, wait, e);
+        if (col_spool_partition_is_suspect(lp->srv->spool, r->topic, r->partition)) {
+            h2o_timeout_unlink(e);
+            on_ack_wait(e);
+        }
+    }
 }
 
 /* Client-level errors: runs on the loop thread, inside rd_kafka_poll(). When every broker
@@ -300,6 +506,8 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         col_spool_report_outage(lp->srv->spool);
         rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
+    } else if (err == RD_KAFKA_RESP_ERR__TRANSPORT && col_spool_kafka_reachable(lp->srv->spool)) {
+        broker_lost(lp, reason);
     }
     at_kafka_log_client_error("collector", err, reason);
 }
@@ -492,6 +700,7 @@ static int loop_setup(h2o_evloop_t *loop, void *opaque, at_err_t *err)
         return at_err_set(err, AT_ERR_RANGE, "--threads: at most %d loops", COL_SPOOL_MAX_CLIENTS);
 
     h2o_timeout_init(lp->loop, &lp->tick_timeout, TICK_MS);
+    h2o_timeout_init(lp->loop, &lp->ack_wait_timeout, (uint64_t)srv->conf->kafka_ack_wait_ms);
     lp->tick.cb = on_tick;
     h2o_timeout_link(lp->loop, &lp->tick_timeout, &lp->tick);
     return 0;
@@ -509,6 +718,10 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
     srv->conf = conf;
     srv->topics[COL_TOPIC_RAW] = conf->topic_raw;
     srv->topics[COL_TOPIC_REJECTED] = conf->topic_rejected;
+    int an = snprintf(srv->cookie_attrs, sizeof(srv->cookie_attrs), "; Max-Age=%lld; Path=/%s%s%s",
+                      (long long)conf->cookie_max_age_days * 86400, conf->cookie_domain[0] ? "; Domain=" : "",
+                      conf->cookie_domain, conf->cookie_secure ? "; SameSite=None; Secure" : "; SameSite=Lax");
+    srv->cookie_attrs_len = an > 0 && (size_t)an < sizeof(srv->cookie_attrs) ? (size_t)an : 0;
     if (at_listen_parse(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
         goto fail;
 
@@ -634,6 +847,16 @@ void col_server_destroy(col_server_t *srv)
         }
         if (!lp->listening && lp->listen_fd >= 0 && lp->loop == NULL)
             close(lp->listen_fd);
+        for (col_pending_t *p = lp->spare, *next; p != NULL; p = next) { /* the loop thread has exited */
+            next = p->data;
+            free(p);
+        }
+        lp->spare = NULL;
+        for (col_inflight_t *r = lp->spare_inflight, *next; r != NULL; r = next) {
+            next = (col_inflight_t *)r->p;
+            free(r);
+        }
+        lp->spare_inflight = NULL;
         /* The h2o loop and context are left to process exit: 2.2.5 cannot dispose a loop
          * that still has idle keep-alive connections attached. */
     }

@@ -30,6 +30,10 @@ enum { COL_TOPIC_RAW = 0, COL_TOPIC_REJECTED = 1, COL_NTOPICS = 2 };
 typedef struct col_server_s col_server_t;
 typedef struct col_loop_s col_loop_t;
 typedef struct col_pending_s col_pending_t;
+typedef struct col_inflight_s col_inflight_t;
+
+#define COL_KEY_MAX 64 /* campaign ids are at most 64 bytes (docs/EVENTS.md) */
+
 
 /* Metrics, registered once; updated from any thread. */
 typedef struct col_stats_s {
@@ -42,9 +46,11 @@ typedef struct col_stats_s {
     at_gauge_t *spool_bytes, *spool_active, *kafka_queue, *kafka_reachable, *inflight;
     at_counter_t *spool_fsyncs, *spool_replayed, *spool_dead_lettered;
     at_counter_t *spool_doubt[3]; /* spooled, already in Kafka, sent again */
+    at_counter_t *ack_wait_suspects, *ack_wait_spooled;
     at_histogram_t *latency;
     uint64_t spool_seen_fsyncs, spool_seen_replayed, spool_seen_dead; /* collect-callback bookkeeping */
     uint64_t spool_seen_doubt[3];
+    uint64_t spool_seen_suspects;
 } col_stats_t;
 
 /* A request waiting for its events to become durable. Heap-allocated; owned by the loop
@@ -87,6 +93,12 @@ struct col_loop_s {
     h2o_timeout_entry_t tick;
 
     at_uuid7_gen_t uuid;
+    col_pending_t *spare;    /* freed pending entries kept for reuse (linked by data), this loop's */
+    unsigned nspare;
+    col_inflight_t *spare_inflight; /* the same for events on their way to Kafka */
+    unsigned nspare_inflight;
+    h2o_timeout_t ack_wait_timeout; /* --kafka-ack-wait-ms */
+    bool acked_once;         /* Kafka acknowledged one of this loop's events: ack waits count from now on */
     atomic_size_t inflight; /* pending requests not yet answered or settled */
     uint64_t stop_deadline_ns;
     bool stopping;
@@ -105,6 +117,8 @@ struct col_server_s {
     col_cidr_t *trusted;
     size_t ntrusted;
     const char *topics[COL_NTOPICS];
+    char cookie_attrs[512];  /* "; Max-Age=...; Path=/..." after name=value, made once at start */
+    size_t cookie_attrs_len;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     atomic_bool stopping;
@@ -136,9 +150,11 @@ void col_server_destroy(col_server_t *srv);
  * @locality: loop thread */
 col_pending_t *col_pending_new(col_loop_t *lp, h2o_req_t *req, col_pending_respond_cb respond, void *data);
 
-/* Hands one event to the durable path on behalf of @p p (remaining++). Takes a copy of
- * key and value. @locality: loop thread */
-void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen, const char *value, size_t valuelen);
+/* Hands one event to the durable path on behalf of @p p (remaining++). Copies @p key and
+ * takes ownership of @p value, a heap string from libbson's allocator (the system malloc:
+ * adtrack never sets a libbson memory vtable), which librdkafka then frees itself.
+ * @locality: loop thread */
+void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen, char *value, size_t valuelen);
 
 /* Called when the caller has submitted everything: answers at once if all events are
  * already settled (e.g. the spool refused them). @locality: loop thread */
@@ -146,6 +162,9 @@ void col_pending_seal(col_pending_t *p);
 
 /* Counts a response with @p status and its latency since @p start_ns. */
 void col_stats_response(col_server_t *srv, int status, uint64_t start_ns);
+
+/* Wall-clock milliseconds since the epoch. */
+int64_t col_wall_ms(void);
 
 /* Monotonic nanoseconds. */
 uint64_t col_now_ns(void);

@@ -31,9 +31,11 @@
 #define REC_HDR_LEN 12
 #define REC_DOUBT_HDR_LEN 24 /* + partition i32 + timestamp ms i64 */
 #define DOUBT_CHECK_TIMEOUT_MS 30000
+#define DOUBT_SETTLE_MS 2000 /* after --kafka-timeout-ms: librdkafka's once-a-second timeout scan, and a margin */
 #define REPLAY_WINDOW 4096
 #define REPLAY_WINDOW_BYTES (8u << 20)
 #define PROBE_INTERVAL_MS 1000
+#define PROBE_INTERVAL_DOWN_MS 250
 #define BACKOFF_MAX_MS 5000
 
 typedef struct spool_client_s {
@@ -57,22 +59,29 @@ struct col_spool_s {
     rd_kafka_topic_t *rkt[COL_SPOOL_MAX_TOPICS];
     int kafka_timeout_ms;
     rd_kafka_conf_t *doubt_conf; /* until the first event in doubt needs sp->doubt */
+    col_part_fn partitioner;     /* the producer's, for explicit partitions (col_part.h) */
+    atomic_int nparts[COL_SPOOL_MAX_TOPICS];
+    _Atomic int32_t leader[COL_SPOOL_MAX_TOPICS][COL_SPOOL_MAX_PARTITIONS]; /* broker id, -1 none */
+    _Atomic uint8_t suspect[COL_SPOOL_MAX_TOPICS][COL_SPOOL_MAX_PARTITIONS];
     col_doubt_t *doubt;          /* replay thread only */
     spool_client_t clients[COL_SPOOL_MAX_CLIENTS];
     int nclients;
 
     pthread_mutex_t mu;
-    pthread_cond_t writer_cv, replay_cv;
+    pthread_cond_t writer_cv, replay_cv, prober_cv;
     spool_rec_t *queue_head, *queue_tail;
     uint64_t queued_bytes;
     uint64_t durable_end; /* bytes of spool.log that are fsynced */
     uint64_t cursor;      /* bytes of spool.log already in Kafka */
-    bool writing, closing, stop_replay;
-    pthread_t writer_tid, replay_tid;
+    bool writing, closing, stop_replay, stop_prober, probe_now;
+    pthread_t writer_tid, replay_tid, prober_tid;
 
     atomic_bool active, reachable;
+    atomic_bool stopping; /* col_spool_close: a doubt check in progress gives up */
+    atomic_uint_fast64_t suspect_log_minute;
+    atomic_uint suspect_logged;
     atomic_uint_fast64_t appended, append_failed, fsyncs, replayed, replay_failures, dead_lettered, bytes;
-    atomic_uint_fast64_t doubt_appended, doubt_found, doubt_resent;
+    atomic_uint_fast64_t doubt_appended, doubt_found, doubt_resent, suspects;
 };
 
 static uint64_t now_ms(void)
@@ -332,10 +341,21 @@ typedef struct replay_slot_s {
 static void replay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     AT_UNUSED(rk);
-    AT_UNUSED(opaque);
     replay_slot_t *slot = m->_private;
+    col_spool_t *sp = opaque;
     slot->err = m->err;
     slot->done = true;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && sp != NULL && m->partition >= 0 &&
+        m->partition < COL_SPOOL_MAX_PARTITIONS) {
+        /* Kafka takes this partition's events again: the loops may send to it directly. */
+        for (size_t t = 0; t < sp->ntopics; t++)
+            if (m->rkt == sp->rkt[t] && atomic_exchange(&sp->suspect[t][m->partition], 0)) {
+                char part[48];
+                snprintf(part, sizeof(part), "%s/%d", sp->topics[t], (int)m->partition);
+                at_log(AT_LOG_INFO, "spool", "partition back: its events go to Kafka directly again", "partition",
+                       part, NULL);
+            }
+    }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
         rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED) {
         slot->possibly_persisted = true;
@@ -360,14 +380,36 @@ static void write_cursor(col_spool_t *sp, uint64_t cursor)
         at_log(AT_LOG_ERROR, "spool", "could not persist the replay cursor; a restart may replay twice", NULL);
 }
 
+/* The partition count and each partition's leader, for the loops' routing. */
+static void record_topic(col_spool_t *sp, size_t t, const rd_kafka_metadata_topic_t *mt)
+{
+    for (int i = 0; i < mt->partition_cnt; i++) {
+        int32_t id = mt->partitions[i].id;
+        if (id >= 0 && id < COL_SPOOL_MAX_PARTITIONS)
+            atomic_store(&sp->leader[t][id], mt->partitions[i].err ? -1 : mt->partitions[i].leader);
+    }
+    atomic_store(&sp->nparts[t], mt->partition_cnt);
+}
+
 static void probe_kafka(col_spool_t *sp)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err = rd_kafka_metadata(sp->rk, 0, sp->rkt[0], &md, 2000);
     bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == 0 &&
               md->topics[0].partition_cnt > 0;
+    if (ok)
+        record_topic(sp, 0, &md->topics[0]);
     if (md != NULL)
         rd_kafka_metadata_destroy(md);
+    /* The other topics' partition counts, for the loops' explicit partitions. */
+    for (size_t t = 1; ok && t < sp->ntopics; t++) {
+        md = NULL;
+        if (rd_kafka_metadata(sp->rk, 0, sp->rkt[t], &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+            md->topics[0].err == 0)
+            record_topic(sp, t, &md->topics[0]);
+        if (md != NULL)
+            rd_kafka_metadata_destroy(md);
+    }
     if (ok)
         at_kafka_note_ok();
     bool was = atomic_exchange(&sp->reachable, ok);
@@ -513,6 +555,47 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * The prober: asks Kafka for metadata every second, and every 250 ms while Kafka is not
+ * reachable (or at once when woken), and publishes the answer as sp->reachable. A thread of
+ * its own, because the replay thread can be busy for seconds (a flush waiting out a timeout,
+ * an events-in-doubt check), and the loops go back to Kafka as soon as it answers.
+ */
+static void *prober_main(void *arg)
+{
+    col_spool_t *sp = arg;
+    pthread_mutex_lock(&sp->mu);
+    while (!sp->stop_prober) {
+        pthread_mutex_unlock(&sp->mu);
+        bool was = atomic_load(&sp->reachable);
+        probe_kafka(sp);
+        if (!was && atomic_load(&sp->reachable)) {
+            pthread_mutex_lock(&sp->mu);
+            pthread_cond_broadcast(&sp->replay_cv); /* the replayer may go on */
+            pthread_mutex_unlock(&sp->mu);
+        }
+        pthread_mutex_lock(&sp->mu);
+        if (sp->stop_prober)
+            break;
+        if (!sp->probe_now) {
+            struct timespec ts;
+            deadline_in(&ts, atomic_load(&sp->reachable) ? PROBE_INTERVAL_MS : PROBE_INTERVAL_DOWN_MS);
+            pthread_cond_timedwait(&sp->prober_cv, &sp->mu, &ts);
+        }
+        sp->probe_now = false;
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return NULL;
+}
+
+static void wake_prober(col_spool_t *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    sp->probe_now = true;
+    pthread_cond_signal(&sp->prober_cv);
+    pthread_mutex_unlock(&sp->mu);
+}
+
 /* Looks for this window's events in doubt in Kafka and marks those found as skipped.
  * 0, or -1 when Kafka could not be read (the window is tried again later). */
 static int check_doubts(col_spool_t *sp, const uint8_t *buf, uint64_t cursor, replay_slot_t *slots, size_t nslots)
@@ -554,7 +637,7 @@ static int check_doubts(col_spool_t *sp, const uint8_t *buf, uint64_t cursor, re
                                       .valuelen = sl->len - sl->hlen - keylen};
         which[k++] = i;
     }
-    int rc = col_doubt_check(sp->doubt, items, n, DOUBT_CHECK_TIMEOUT_MS, &err);
+    int rc = col_doubt_check(sp->doubt, items, n, DOUBT_CHECK_TIMEOUT_MS, &sp->stopping, &err);
     if (rc == 0) {
         uint64_t found = 0;
         for (size_t j = 0; j < n; j++)
@@ -580,7 +663,7 @@ static int check_doubts(col_spool_t *sp, const uint8_t *buf, uint64_t cursor, re
 /* Replays one window starting at @p cursor; returns the new cursor. Sets *outage when
  * Kafka failed deliveries for reasons that may pass. */
 static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, uint8_t *buf, replay_slot_t *slots,
-                              offset_set_t *skip, doubt_map_t *doubts, bool *outage)
+                              offset_set_t *skip, doubt_map_t *doubts, bool *outage, int64_t *wait_ms)
 {
     size_t want = (size_t)AT_MIN(end - cursor, (uint64_t)REPLAY_WINDOW_BYTES);
     ssize_t got = pread(sp->log_fd, buf, want, (off_t)cursor);
@@ -614,6 +697,24 @@ static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, ui
         at_log(AT_LOG_ERROR, "spool", "spool record larger than the replay window", NULL);
         return cursor;
     }
+    /* An event in doubt is decided only once its first attempt is over for sure: librdkafka
+     * gives up on a message --kafka-timeout-ms after it was produced (checked every second),
+     * and the loops spool a copy after --kafka-ack-wait-ms while the original is still being
+     * retried. Before that the original may still land, and a copy sent meanwhile would be
+     * stored twice. The window stops at the first such record until it is old enough. */
+    int64_t wall = wall_ms();
+    for (size_t i = 0; i < nslots; i++) {
+        const replay_slot_t *sl = &slots[i];
+        int64_t ready = sl->ts_ms + sp->kafka_timeout_ms + DOUBT_SETTLE_MS;
+        if (sl->in_doubt && !sl->skipped && sl->ts_ms >= 0 && ready > wall) {
+            if (i == 0) {
+                *wait_ms = ready - wall;
+                return cursor;
+            }
+            nslots = i;
+            break;
+        }
+    }
     /* Events Kafka may already hold are looked for before anything of the window is sent. */
     if (check_doubts(sp, buf, cursor, slots, nslots) != 0) {
         *outage = true;
@@ -630,8 +731,15 @@ static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, ui
         uint32_t valuelen = (uint32_t)get_le(rec + 4, 4);
         for (;;) {
             /* The buffer outlives every delivery report (below), so librdkafka need not copy. */
+            /* The partition the loops would choose (col_part.h); an event in doubt goes back to the
+             * partition its first attempt went to. */
+            int t = topic < sp->ntopics ? topic : 0;
+            int32_t part = s->in_doubt && s->partition >= 0
+                               ? s->partition
+                               : col_part_of(sp->partitioner, sp->rkt[t], rec + s->hlen, keylen,
+                                             atomic_load(&sp->nparts[t]));
             rd_kafka_resp_err_t err = rd_kafka_producev(
-                sp->rk, RD_KAFKA_V_RKT(sp->rkt[topic < sp->ntopics ? topic : 0]), RD_KAFKA_V_MSGFLAGS(0),
+                sp->rk, RD_KAFKA_V_RKT(sp->rkt[t]), RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_MSGFLAGS(0),
                 RD_KAFKA_V_KEY(rec + s->hlen, keylen), RD_KAFKA_V_VALUE((void *)(rec + s->hlen + keylen), valuelen),
                 RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -689,14 +797,12 @@ static void *replay_main(void *arg)
     replay_slot_t *slots = calloc(REPLAY_WINDOW, sizeof(*slots));
     offset_set_t skip = {0};
     doubt_map_t doubts = {0};
-    uint64_t next_probe = 0, backoff_ms = 0, next_attempt = 0;
+    uint64_t backoff_ms = 0, next_attempt = 0;
 
     if (buf == NULL || slots == NULL) {
         at_log(AT_LOG_ERROR, "spool", "replay thread out of memory", NULL);
         goto out;
     }
-    probe_kafka(sp);
-    next_probe = now_ms() + PROBE_INTERVAL_MS;
 
     pthread_mutex_lock(&sp->mu);
     while (!sp->stop_replay) {
@@ -722,41 +828,37 @@ static void *replay_main(void *arg)
         bool pending = sp->cursor < sp->durable_end;
         bool work = pending && t >= next_attempt;
         if (!work) {
-            /* Sleep until the next probe, the end of a backoff, or new spooled data. */
-            uint64_t wake = pending ? AT_MIN(next_probe, next_attempt) : next_probe;
+            /* Sleep until the end of a backoff, new spooled data, or Kafka reachable again
+             * (the prober broadcasts); at most a second. */
+            uint64_t wake = pending ? next_attempt : t + PROBE_INTERVAL_MS;
             if (t < wake) {
                 struct timespec ts;
                 deadline_in(&ts, (int)AT_MIN(wake - t, (uint64_t)PROBE_INTERVAL_MS));
                 pthread_cond_timedwait(&sp->replay_cv, &sp->mu, &ts);
-            }
-            if (now_ms() >= next_probe) {
-                pthread_mutex_unlock(&sp->mu);
-                probe_kafka(sp);
-                next_probe = now_ms() + PROBE_INTERVAL_MS;
-                pthread_mutex_lock(&sp->mu);
             }
             continue;
         }
         uint64_t cursor = sp->cursor, end = sp->durable_end;
         pthread_mutex_unlock(&sp->mu);
 
-        if (!atomic_load(&sp->reachable)) {
-            probe_kafka(sp);
-            next_probe = now_ms() + PROBE_INTERVAL_MS;
-        }
         bool outage = false;
+        int64_t wait_ms = 0;
         uint64_t newcursor = cursor;
         if (atomic_load(&sp->reachable))
-            newcursor = replay_window(sp, cursor, end, buf, slots, &skip, &doubts, &outage);
+            newcursor = replay_window(sp, cursor, end, buf, slots, &skip, &doubts, &outage, &wait_ms);
         else
             outage = true;
         if (newcursor != cursor)
             write_cursor(sp, newcursor);
         if (outage) {
+            /* Whether all of Kafka is gone or only some partitions (whose loops already route
+             * them here) is the prober's to say, not one window's. */
             atomic_fetch_add(&sp->replay_failures, 1);
-            atomic_store(&sp->reachable, false);
+            wake_prober(sp);
             backoff_ms = AT_MIN(AT_MAX(backoff_ms * 2, (uint64_t)250), (uint64_t)BACKOFF_MAX_MS);
             next_attempt = now_ms() + backoff_ms;
+        } else if (wait_ms > 0) {
+            next_attempt = now_ms() + (uint64_t)wait_ms; /* an event in doubt not decidable yet */
         } else {
             backoff_ms = 0;
             next_attempt = 0;
@@ -765,14 +867,6 @@ static void *replay_main(void *arg)
         pthread_mutex_lock(&sp->mu);
         sp->cursor = newcursor;
         update_bytes_locked(sp);
-        /* Back to Kafka directly as soon as Kafka took a whole window again. Waiting for an
-         * empty spool would, under a load that never pauses, keep every event on the spool
-         * path (and the file growing, since it is only cut when empty) for as long as the
-         * load lasts, and for good whenever the replayer is slower than the arrivals (seen
-         * under ThreadSanitizer). The price: while the backlog drains, newer events reach
-         * Kafka before older spooled ones (docs/COLLECTOR.md, "Routing"). */
-        if (!outage && atomic_load(&sp->reachable))
-            atomic_store(&sp->active, false);
         pthread_cond_broadcast(&sp->replay_cv);
     }
     pthread_mutex_unlock(&sp->mu);
@@ -842,6 +936,7 @@ col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t
     pthread_mutex_init(&sp->mu, NULL);
     pthread_cond_init(&sp->writer_cv, NULL);
     pthread_cond_init(&sp->replay_cv, NULL);
+    pthread_cond_init(&sp->prober_cv, NULL);
     sp->dir = strdup(dir);
 
     if (ntopics == 0 || ntopics > COL_SPOOL_MAX_TOPICS) {
@@ -899,6 +994,8 @@ col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t
         tmo_s = tmo;
     sp->kafka_timeout_ms = tmo_s ? atoi(tmo_s) : 5000;
     rd_kafka_conf_set_dr_msg_cb(conf, replay_dr_cb);
+    rd_kafka_conf_set_opaque(conf, sp);
+    sp->partitioner = col_part_fn_from_conf(conf);
     /* Without an error callback librdkafka logs every reconnect attempt as an error; the
      * spool logs Kafka's reachability itself, so these only need the rate-limited line. */
     rd_kafka_conf_set_error_cb(conf, replay_error_cb);
@@ -925,6 +1022,18 @@ col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t
         pthread_mutex_unlock(&sp->mu);
         pthread_join(sp->writer_tid, NULL);
         at_err_set(err, AT_ERR_INTERNAL, "spool: cannot start the replay thread");
+        goto fail;
+    }
+    if (pthread_create(&sp->prober_tid, NULL, prober_main, sp) != 0) {
+        /* Without a prober Kafka would never count as reachable: give up now. */
+        pthread_mutex_lock(&sp->mu);
+        sp->closing = sp->stop_replay = true;
+        pthread_cond_broadcast(&sp->writer_cv);
+        pthread_cond_broadcast(&sp->replay_cv);
+        pthread_mutex_unlock(&sp->mu);
+        pthread_join(sp->writer_tid, NULL);
+        pthread_join(sp->replay_tid, NULL);
+        at_err_set(err, AT_ERR_INTERNAL, "spool: cannot start the prober thread");
         goto fail;
     }
     return sp;
@@ -1006,6 +1115,65 @@ void col_spool_report_outage(col_spool_t *sp)
     }
 }
 
+void col_spool_partition_suspect(col_spool_t *sp, int topic, int32_t partition, const char *why)
+{
+    if (topic < 0 || topic >= (int)sp->ntopics || partition < 0 || partition >= COL_SPOOL_MAX_PARTITIONS)
+        return;
+    if (!atomic_exchange(&sp->suspect[topic][partition], 1)) {
+        atomic_fetch_add(&sp->suspects, 1);
+        /* One line per partition, but at most 10 a minute: a broker of a big cluster leads
+         * many partitions. */
+        uint64_t minute = now_ms() / 60000, seen = atomic_load(&sp->suspect_log_minute);
+        if (seen != minute && atomic_compare_exchange_strong(&sp->suspect_log_minute, &seen, minute))
+            atomic_store(&sp->suspect_logged, 0);
+        unsigned n = atomic_fetch_add(&sp->suspect_logged, 1);
+        char part[48];
+        snprintf(part, sizeof(part), "%s/%d", sp->topics[topic], (int)partition);
+        if (n < 10)
+            at_log(AT_LOG_WARN, "spool", "partition not answering: its events go to the spool", "partition", part,
+                   "reason", why, NULL);
+        else if (n == 10)
+            at_log(AT_LOG_WARN, "spool", "more partitions not answering; no more of these lines this minute "
+                                         "(adtrack_spool_partitions_suspect)", NULL);
+        pthread_mutex_lock(&sp->mu);
+        pthread_cond_broadcast(&sp->replay_cv);
+        pthread_mutex_unlock(&sp->mu);
+    }
+}
+
+bool col_spool_partition_is_suspect(col_spool_t *sp, int topic, int32_t partition)
+{
+    if (topic < 0 || topic >= (int)sp->ntopics || partition < 0 || partition >= COL_SPOOL_MAX_PARTITIONS)
+        return false;
+    return atomic_load_explicit(&sp->suspect[topic][partition], memory_order_relaxed) != 0;
+}
+
+int col_spool_broker_down(col_spool_t *sp, int32_t broker_id)
+{
+    int n = 0;
+    char why[64];
+    snprintf(why, sizeof(why), "connection to broker %d lost", (int)broker_id);
+    for (size_t t = 0; t < sp->ntopics; t++) {
+        int32_t cnt = AT_MIN(atomic_load(&sp->nparts[t]), COL_SPOOL_MAX_PARTITIONS);
+        for (int32_t p = 0; p < cnt; p++)
+            if (atomic_load_explicit(&sp->leader[t][p], memory_order_relaxed) == broker_id) {
+                col_spool_partition_suspect(sp, (int)t, p, why);
+                n++;
+            }
+    }
+    return n;
+}
+
+int32_t col_spool_partition_count(col_spool_t *sp, int topic)
+{
+    return topic >= 0 && topic < (int)sp->ntopics ? atomic_load_explicit(&sp->nparts[topic], memory_order_relaxed) : 0;
+}
+
+col_part_fn col_spool_partitioner(col_spool_t *sp)
+{
+    return sp->partitioner;
+}
+
 bool col_spool_full(col_spool_t *sp)
 {
     return atomic_load_explicit(&sp->bytes, memory_order_relaxed) >= sp->max_bytes;
@@ -1022,6 +1190,7 @@ void col_spool_get_stats(col_spool_t *sp, col_spool_stats_t *out)
     out->doubt_appended = atomic_load(&sp->doubt_appended);
     out->doubt_found = atomic_load(&sp->doubt_found);
     out->doubt_resent = atomic_load(&sp->doubt_resent);
+    out->suspects = atomic_load(&sp->suspects);
     out->bytes = atomic_load(&sp->bytes);
     out->kafka_reachable = atomic_load(&sp->reachable);
 }
@@ -1045,9 +1214,15 @@ void col_spool_close(col_spool_t *sp, int replay_wait_ms)
         pthread_cond_timedwait(&sp->replay_cv, &sp->mu, &ts);
     }
     sp->stop_replay = true;
+    atomic_store(&sp->stopping, true);
     pthread_cond_broadcast(&sp->replay_cv);
     pthread_mutex_unlock(&sp->mu);
     pthread_join(sp->replay_tid, NULL);
+    pthread_mutex_lock(&sp->mu);
+    sp->stop_prober = true;
+    pthread_cond_broadcast(&sp->prober_cv);
+    pthread_mutex_unlock(&sp->mu);
+    pthread_join(sp->prober_tid, NULL);
 
     for (size_t i = 0; i < sp->ntopics; i++) {
         rd_kafka_topic_destroy(sp->rkt[i]);
@@ -1063,6 +1238,7 @@ void col_spool_close(col_spool_t *sp, int replay_wait_ms)
         close(sp->dead_fd);
     pthread_cond_destroy(&sp->writer_cv);
     pthread_cond_destroy(&sp->replay_cv);
+    pthread_cond_destroy(&sp->prober_cv);
     pthread_mutex_destroy(&sp->mu);
     free(sp->dir);
     free(sp);

@@ -15,8 +15,8 @@
  * Records Kafka refuses for good (e.g. too large) go to <spool-dir>/dead-letter.log with
  * the error, fsynced, instead of blocking the spool forever.
  *
- * While the spool holds anything (col_spool_active()), loop threads send new events to the
- * spool too, so that they reach Kafka after the events spooled before them.
+ * Loops send an event to the spool instead of Kafka while Kafka is unreachable
+ * (col_spool_kafka_reachable()) or its partition is suspect (col_spool_partition_suspect()).
  *
  * Record format (little-endian): magic 0xA7 | topic u8 | key length u16 | value length u32 |
  * crc32 u32 (zlib, over topic..value) | key | value. An event Kafka may already hold (its
@@ -32,9 +32,11 @@
 
 #include <librdkafka/rdkafka.h>
 #include "at_err.h"
+#include "col_part.h"
 
 #define COL_SPOOL_MAX_TOPICS 4
 #define COL_SPOOL_MAX_CLIENTS 64
+#define COL_SPOOL_MAX_PARTITIONS 1024 /* per topic; beyond it partitions are not tracked */
 
 typedef struct col_spool_s col_spool_t;
 
@@ -64,6 +66,7 @@ typedef struct col_spool_stats_s {
     uint64_t doubt_appended; /* events spooled in doubt */
     uint64_t doubt_found;    /* events in doubt found in Kafka: not sent again */
     uint64_t doubt_resent;   /* events in doubt not in Kafka: sent */
+    uint64_t suspects;       /* partitions marked suspect (each time one is) */
     uint64_t bytes;     /* not yet replayed, including queued appends */
     bool kafka_reachable;
 } col_spool_stats_t;
@@ -96,7 +99,7 @@ void col_spool_rec_set_in_doubt(col_spool_rec_t *rec, int32_t partition, int64_t
  */
 int col_spool_append(col_spool_t *sp, int client, col_spool_rec_t *rec);
 
-/* True while the spool holds records not yet replayed (new events should queue behind them). */
+/* True while the spool holds records not yet replayed. */
 bool col_spool_active(col_spool_t *sp);
 
 /* True once Kafka answered the replay thread's probe and no outage has been seen since. */
@@ -105,6 +108,30 @@ bool col_spool_kafka_reachable(col_spool_t *sp);
 /* Marks Kafka as unreachable (a loop saw an outage-type delivery failure); the replay
  * thread probes again. @locality: any thread. */
 void col_spool_report_outage(col_spool_t *sp);
+
+/*
+ * Per-partition trouble, for routing around a partition whose leader is gone while the rest
+ * of Kafka works (one broker of three down): a loop marks (topic, partition) suspect when an
+ * event to it waited too long or failed, and then sends that partition's events to the spool
+ * at once; the replayer clears the mark when Kafka acknowledged a spooled event of that
+ * partition again. @locality: any thread
+ */
+void col_spool_partition_suspect(col_spool_t *sp, int topic, int32_t partition, const char *why);
+bool col_spool_partition_is_suspect(col_spool_t *sp, int topic, int32_t partition);
+
+/*
+ * The connection to broker @p broker_id broke (a loop's client saw it): every partition that
+ * broker led at the last probe becomes suspect. Returns how many. @locality: any thread
+ */
+int col_spool_broker_down(col_spool_t *sp, int32_t broker_id);
+
+/* The topic's partition count from the replayer's last metadata probe; 0 until known.
+ * @locality: any thread */
+int32_t col_spool_partition_count(col_spool_t *sp, int topic);
+
+/* The partitioner the spool's producer was configured with (col_part.h); loops use the
+ * same so an event keeps its partition on either path. */
+col_part_fn col_spool_partitioner(col_spool_t *sp);
 
 /* True when the spool is at or over its size limit. */
 bool col_spool_full(col_spool_t *sp);

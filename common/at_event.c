@@ -419,16 +419,8 @@ char *at_event_to_json(const at_event_t *ev, size_t *len)
     char id[AT_UUID_STR_LEN + 1];
     at_uuid_format(&ev->id, id);
     /* libbson's date form: seconds in UTC, then ".mmm" only when the milliseconds are not 0. */
-    char date[40];
-    time_t secs = (time_t)(ev->ts_ms / 1000);
-    int ms = (int)(ev->ts_ms % 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t dn = strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (ms != 0)
-        snprintf(date + dn, sizeof(date) - dn, ".%03dZ", ms);
-    else
-        snprintf(date + dn, sizeof(date) - dn, "Z");
+    char date[32];
+    at_utc_iso8601(ev->ts_ms, date); /* ts is within 1970..9999: checked above */
 
     char *out = bson_malloc(cap);
     char *o = out;

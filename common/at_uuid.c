@@ -57,7 +57,7 @@ static void refill(at_uuid7_gen_t *g)
     g->rand_left = (unsigned)AT_ARRAY_LEN(g->rand_pool);
 }
 
-/* One 64-bit random word; one syscall serves eight of them. */
+/* One 64-bit random word; one syscall serves a whole pool of them. */
 static uint64_t rand64(at_uuid7_gen_t *g)
 {
     if (g->rand_left == 0 || g->rand_left > AT_ARRAY_LEN(g->rand_pool))

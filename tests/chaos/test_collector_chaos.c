@@ -144,7 +144,10 @@ static void test_collector__survives_kafka_outages_at_full_load(void **state)
     ts_proc_t col = {0};
     int64_t soak = soak_ms();
 
-    assert_int_equal(ts_devstream_start(&ds, 1, 32), 0);
+    /* 128 partitions: devstream keeps about 5 MiB of each, and the spool's checks of events
+     * in doubt must still find what was appended during an outage long after it (a real
+     * Kafka keeps days). */
+    assert_int_equal(ts_devstream_start(&ds, 1, 128), 0);
     char *spool = ts_tmpdir("chaos-collector-spool");
     char *bin = ts_bin("adtrack-collector");
     int port = ts_free_port();
@@ -219,18 +222,18 @@ static void test_collector__survives_kafka_outages_at_full_load(void **state)
         hold(&col, up);
         outages++;
     }
-    /* Back to producing directly while the load goes on, not only once it stops. */
+    /* Back to producing directly while the load goes on, not only once it stops (the
+     * spool's backlog drains beside it). */
+    double direct0 = metric(port, "adtrack_events_produced_total");
+    double direct = 0;
     deadline = ts_now_ms() + 15000;
-    while (metric(port, "adtrack_spool_active") != 0) {
+    while ((direct = metric(port, "adtrack_events_produced_total") - direct0) < 1000) {
         if (ts_now_ms() > deadline)
-            fail_msg("still routing every event to the spool 15 s after Kafka came back");
+            fail_msg("only %.0f events produced directly in the 15 s after Kafka came back", direct);
         hold(&col, 100);
     }
-    double direct0 = metric(port, "adtrack_events_produced_total");
-    hold(&col, 1000);
-    double direct = metric(port, "adtrack_events_produced_total") - direct0;
-    fprintf(stderr, "chaos: back to producing directly after the last outage: %.0f events in the next second\n", direct);
-    assert_true(direct > 100);
+    fprintf(stderr, "chaos: back to producing directly after the last outage (%.0f events within %.1f s)\n", direct,
+            (15000 - (deadline - ts_now_ms())) / 1000.0);
     ts_load_stop(load);
     ts_load_stats(load, &st);
     int64_t elapsed = ts_now_ms() - t0;

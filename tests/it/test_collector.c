@@ -621,7 +621,7 @@ static void test_doubt__finds_exactly_what_kafka_holds(void **state)
     rd_kafka_conf_t *cc = at_kafka_conf_new(ds.bootstraps, NULL, NULL, NULL, &err);
     col_doubt_t *d = col_doubt_new(cc, &err);
     assert_non_null(d);
-    assert_int_equal(col_doubt_check(d, items, AT_ARRAY_LEN(items), 30000, &err), 0);
+    assert_int_equal(col_doubt_check(d, items, AT_ARRAY_LEN(items), 30000, NULL, &err), 0);
     assert_true(items[0].found);
     assert_false(items[1].found);
     assert_false(items[2].found); /* right bytes, wrong partition */
@@ -633,7 +633,7 @@ static void test_doubt__finds_exactly_what_kafka_holds(void **state)
     d = col_doubt_new(dead, &err);
     assert_non_null(d);
     items[0].found = false;
-    assert_int_equal(col_doubt_check(d, items, 1, 2000, &err), -1);
+    assert_int_equal(col_doubt_check(d, items, 1, 2000, NULL, &err), -1);
     assert_false(items[0].found);
     col_doubt_destroy(d);
 }

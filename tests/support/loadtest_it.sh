@@ -35,7 +35,7 @@ lt_cleanup() {
         p="${LT_PIDS[$i]}"
         [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
     done
-    rm -rf "$TMP"
+    [ -n "${KEEP:-}" ] || rm -rf "$TMP"
 }
 trap lt_cleanup EXIT
 
