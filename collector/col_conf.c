@@ -12,7 +12,9 @@ static const at_conf_opt_t col_conf_opts[] = {
      "Event-loop threads; each has its own SO_REUSEPORT listener and Kafka producer."},
     {"brokers", AT_CONF_STR, C(brokers), 1, 4096, "127.0.0.1:9092", "Kafka bootstrap servers, comma-separated."},
     {"kafka-prop", AT_CONF_LIST, C(kafka_prop), 0, 64, "",
-     "Extra librdkafka producer property name=value (repeatable), e.g. security.protocol=SASL_SSL."},
+     "Extra librdkafka producer property name=value (repeatable), e.g. compression.type=lz4; security settings "
+     "have options of their own (--kafka-security-protocol ...)."},
+    AT_KAFKA_SEC_OPTS(col_conf_t, kafka),
     {"topic-raw", AT_CONF_STR, C(topic_raw), 1, 249, "adtrack.events.raw", "Topic for accepted events."},
     {"topic-rejected", AT_CONF_STR, C(topic_rejected), 1, 249, "adtrack.events.rejected",
      "Topic for rejected events (with a reason)."},
@@ -39,7 +41,7 @@ static const at_conf_opt_t col_conf_opts[] = {
     {"request-timeout-ms", AT_CONF_INT, C(request_timeout_ms), 100, 600000, "10000",
      "Time a connection gets to deliver a whole request (headers and body) once it waits for one, and the "
      "keep-alive idle time; slower clients are disconnected."},
-    {"click-key", AT_CONF_STR, C(click_key), 0, 1024, "",
+    {"click-key", AT_CONF_STR | AT_CONF_SECRET, C(click_key), 0, 1024, "",
      "HMAC-SHA256 key that signs click destinations (sig = base64url(HMAC(key, d))); empty refuses all redirects."},
     {"cookie-name", AT_CONF_STR, C(cookie_name), 1, 64, "adtrack_uid", "First-party user-id cookie name."},
     {"cookie-max-age-days", AT_CONF_INT, C(cookie_max_age_days), 0, 3650, "365",

@@ -5,12 +5,14 @@
 #define COL_CONF_H
 
 #include "at_conf.h"
+#include "at_kafka.h"
 
 typedef struct col_conf_s {
     char *listen;                 /* HOST:PORT */
     int64_t threads;              /* event loops, one SO_REUSEPORT listener each */
     char *brokers;                /* Kafka bootstrap list */
     at_conf_list_t kafka_prop;    /* extra librdkafka properties, name=value */
+    at_kafka_sec_t kafka;        /* TLS / SASL settings (AT_KAFKA_SEC_OPTS) */
     char *topic_raw;
     char *topic_rejected;
     int64_t kafka_timeout_ms;     /* message.timeout.ms: when an undelivered event is spooled */

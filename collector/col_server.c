@@ -157,6 +157,12 @@ bool col_server_ready(col_server_t *srv, const char **why)
         *why = "shutting down";
         return false;
     }
+    /* Before "not reachable": wrong credentials or an untrusted certificate would otherwise
+     * look like an outage the spool rides out (docs/SECURITY.md). */
+    if (at_kafka_auth_failed(NULL, 0)) {
+        *why = "kafka refused our credentials or certificate (see the log)";
+        return false;
+    }
     if (!col_spool_kafka_reachable(srv->spool)) {
         *why = "kafka not reachable";
         return false;
@@ -431,6 +437,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     inflight_free(lp, r);
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         lp->acked_once = true;
+        at_kafka_note_ok();
         at_counter_add(lp->srv->stats.events_produced[topic], 1);
         if (!spooled)
             pending_settle(p, true);
@@ -643,7 +650,7 @@ static int loop_prepare(col_server_t *srv, col_loop_t *lp, size_t index, at_err_
     const char *defaults[] = {"linger.ms", linger, "message.timeout.ms", tmo, "enable.idempotence", "true",
                               "acks", "all", "queue.buffering.max.messages", "100000",
                               "reconnect.backoff.max.ms", "1000", NULL};
-    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, defaults, &conf->kafka_prop, err);
+    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, &conf->kafka, defaults, &conf->kafka_prop, err);
     if (kc == NULL)
         return -1;
     rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
@@ -750,11 +757,11 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
     snprintf(tmo, sizeof(tmo), "%lld", (long long)conf->kafka_timeout_ms);
     const char *defaults[] = {"linger.ms", linger, "message.timeout.ms", tmo, "enable.idempotence", "true",
                               "acks", "all", NULL};
-    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, defaults, &conf->kafka_prop, err);
+    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, &conf->kafka, defaults, &conf->kafka_prop, err);
     if (kc == NULL)
         goto fail;
     /* The consumer that looks for events in doubt: the same brokers and security settings. */
-    rd_kafka_conf_t *check = at_kafka_conf_new(conf->brokers, NULL, &conf->kafka_prop, err);
+    rd_kafka_conf_t *check = at_kafka_conf_new(conf->brokers, &conf->kafka, NULL, &conf->kafka_prop, err);
     if (check == NULL) {
         rd_kafka_conf_destroy(kc);
         goto fail;

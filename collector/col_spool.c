@@ -410,6 +410,8 @@ static void probe_kafka(col_spool_t *sp)
         if (md != NULL)
             rd_kafka_metadata_destroy(md);
     }
+    if (ok)
+        at_kafka_note_ok();
     bool was = atomic_exchange(&sp->reachable, ok);
     if (ok != was)
         at_log(ok ? AT_LOG_INFO : AT_LOG_WARN, "spool", ok ? "kafka reachable" : "kafka unreachable", "reason",

@@ -8,6 +8,8 @@
  */
 #include "at_conf.h"
 
+#include "at_secret.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -19,6 +21,9 @@
 #define NAME_MAX_LEN 128
 /* Echoed values are cut so a pasted blob cannot push the option name out of the message. */
 #define ECHO_MAX "64"
+/* The suffix of the option (and of the environment variable) that names a secret's file. */
+#define FILE_SUFFIX "-file"
+#define FILE_SUFFIX_LEN (sizeof(FILE_SUFFIX) - 1)
 
 static void *field(void *conf, const at_conf_opt_t *o)
 {
@@ -42,6 +47,15 @@ static void env_name(const at_conf_opt_t *o, char *out, size_t outlen)
     out[i] = '\0';
 }
 
+/* The environment variable of a secret's file: "ADTRACK_ADMIN_TOKEN_FILE". */
+static void env_name_file(const at_conf_opt_t *o, char *out, size_t outlen)
+{
+    env_name(o, out, outlen);
+    size_t n = strlen(out);
+    if (n + 5 < outlen)
+        memcpy(out + n, "_FILE", 6);
+}
+
 static const at_conf_opt_t *find_opt(const at_conf_table_t *t, const char *name, size_t namelen)
 {
     for (size_t i = 0; i < t->nopts; i++) {
@@ -50,6 +64,16 @@ static const at_conf_opt_t *find_opt(const at_conf_table_t *t, const char *name,
             return &t->opts[i];
     }
     return NULL;
+}
+
+/* "admin-token-file" -> the secret row "admin-token"; NULL when @p name is not the file
+ * variant of a row that has one. */
+static const at_conf_opt_t *find_file_opt(const at_conf_table_t *t, const char *name, size_t namelen)
+{
+    if (namelen <= FILE_SUFFIX_LEN || memcmp(name + namelen - FILE_SUFFIX_LEN, FILE_SUFFIX, FILE_SUFFIX_LEN) != 0)
+        return NULL;
+    const at_conf_opt_t *o = find_opt(t, name, namelen - FILE_SUFFIX_LEN);
+    return o != NULL && AT_CONF_HAS_FILE(o) ? o : NULL;
 }
 
 static void list_clear(at_conf_list_t *l)
@@ -170,7 +194,7 @@ static int list_set_csv(const at_conf_opt_t *o, const char *who, at_conf_list_t 
 static int set_value(const at_conf_opt_t *o, void *conf, const char *v, bool csv, const char *who, at_err_t *err)
 {
     void *f = field(conf, o);
-    switch (o->type) {
+    switch (AT_CONF_BASE(o)) {
     case AT_CONF_INT: {
         int64_t n = 0;
         if (parse_int(o, who, v, &n, err) != 0)
@@ -205,7 +229,73 @@ static int set_value(const at_conf_opt_t *o, void *conf, const char *v, bool csv
             return list_set_csv(o, who, f, v, err);
         return list_add_item(o, who, f, v, strlen(v), err);
     }
-    return at_err_set(err, AT_ERR_INTERNAL, "%s: unknown option type %d", who, (int)o->type);
+    return at_err_set(err, AT_ERR_INTERNAL, "%s: unknown option type %d", who, (int)AT_CONF_BASE(o));
+}
+
+/*
+ * Sets the option from the secret file @p path: a string takes the whole file (trailing
+ * newlines dropped; a newline inside is refused, it would be a second value), a list one
+ * value per non-empty line, replacing what was there. The file's content is wiped from
+ * memory afterwards; errors never quote it.
+ */
+static int set_from_file(const at_conf_opt_t *o, void *conf, const char *path, const char *who, at_err_t *err)
+{
+    char *text = at_secret_read_file(path, who, err);
+    if (text == NULL)
+        return -1;
+    int rc = 0;
+    if (AT_CONF_BASE(o) == AT_CONF_LIST) {
+        at_conf_list_t tmp = {0};
+        for (char *line = text; *line != '\0' && rc == 0;) {
+            size_t len = strcspn(line, "\n");
+            size_t vlen = len;
+            if (vlen > 0 && line[vlen - 1] == '\r')
+                vlen--;
+            if (vlen > 0)
+                rc = list_add_item(o, who, &tmp, line, vlen, err);
+            line += len;
+            if (*line == '\n')
+                line++;
+        }
+        if (rc == 0 && tmp.count == 0)
+            rc = at_err_set(err, AT_ERR_INVALID, "%s: %.160s holds no value", who, path);
+        if (rc == 0) {
+            list_clear(field(conf, o));
+            *(at_conf_list_t *)field(conf, o) = tmp;
+        } else {
+            for (size_t i = 0; i < tmp.count; i++)
+                at_secret_wipe(tmp.items[i]);
+            list_clear(&tmp);
+        }
+    } else if (strchr(text, '\n') != NULL || strchr(text, '\r') != NULL) {
+        rc = at_err_set(err, AT_ERR_INVALID, "%s: %.160s holds more than one line; expected one value", who, path);
+    } else if (text[0] == '\0') {
+        rc = at_err_set(err, AT_ERR_INVALID, "%s: %.160s is empty", who, path);
+    } else {
+        rc = set_value(o, conf, text, false, who, err);
+    }
+    at_secret_wipe(text);
+    free(text);
+    return rc;
+}
+
+/* A table whose secret "x" would share its file option's name with a real option "x-file"
+ * cannot be parsed unambiguously: a bug in the table. */
+static int check_table(const at_conf_table_t *t, at_err_t *err)
+{
+    for (size_t i = 0; i < t->nopts; i++) {
+        const at_conf_opt_t *o = &t->opts[i];
+        if (!AT_CONF_HAS_FILE(o))
+            continue;
+        if (AT_CONF_BASE(o) != AT_CONF_STR && AT_CONF_BASE(o) != AT_CONF_LIST)
+            return at_err_set(err, AT_ERR_INTERNAL, "--%s: only strings and lists can be secret", o->name);
+        char name[NAME_MAX_LEN + FILE_SUFFIX_LEN + 1];
+        snprintf(name, sizeof(name), "%s" FILE_SUFFIX, o->name);
+        if (find_opt(t, name, strlen(name)) != NULL)
+            return at_err_set(err, AT_ERR_INTERNAL, "--%s: clashes with the file option of secret --%s", name,
+                              o->name);
+    }
+    return 0;
 }
 
 static int apply_defaults(const at_conf_table_t *t, void *conf, at_err_t *err)
@@ -215,7 +305,7 @@ static int apply_defaults(const at_conf_table_t *t, void *conf, at_err_t *err)
         const char *def = o->def ? o->def : "";
         char who[NAME_MAX_LEN + 32];
         /* Numbers and booleans with no default stay zero rather than failing the parse. */
-        if (def[0] == '\0' && (o->type == AT_CONF_INT || o->type == AT_CONF_BOOL))
+        if (def[0] == '\0' && (AT_CONF_BASE(o) == AT_CONF_INT || AT_CONF_BASE(o) == AT_CONF_BOOL))
             continue;
         snprintf(who, sizeof(who), "--%s (default)", o->name);
         if (set_value(o, conf, def, true, who, err) != 0) {
@@ -237,13 +327,28 @@ static int apply_env(const at_conf_table_t *t, void *conf, char **envp, at_err_t
         env_name(o, env, sizeof(env));
         size_t elen = strlen(env);
         /* Walk all of envp so the last duplicate wins, as getenv-based shells would see it. */
-        const char *val = NULL;
-        for (char **e = envp; *e != NULL; e++)
+        const char *val = NULL, *file = NULL;
+        char fenv[NAME_MAX_LEN + sizeof(ENV_PREFIX) + 8];
+        env_name_file(o, fenv, sizeof(fenv));
+        size_t flen = strlen(fenv);
+        for (char **e = envp; *e != NULL; e++) {
             if (strncmp(*e, env, elen) == 0 && (*e)[elen] == '=')
                 val = *e + elen + 1;
+            else if (AT_CONF_HAS_FILE(o) && strncmp(*e, fenv, flen) == 0 && (*e)[flen] == '=')
+                file = *e + flen + 1;
+        }
+        char who[2 * NAME_MAX_LEN + 32];
+        if (val != NULL && file != NULL)
+            return at_err_set(err, AT_ERR_INVALID, "%s and %s: expected only one of the two (--%s)", env, fenv,
+                              o->name);
+        if (file != NULL) {
+            snprintf(who, sizeof(who), "%s (--%s" FILE_SUFFIX ")", fenv, o->name);
+            if (set_from_file(o, conf, file, who, err) != 0)
+                return -1;
+            continue;
+        }
         if (val == NULL)
             continue;
-        char who[2 * NAME_MAX_LEN + 32];
         snprintf(who, sizeof(who), "%s (--%s)", env, o->name);
         if (set_value(o, conf, val, true, who, err) != 0)
             return -1;
@@ -268,8 +373,9 @@ static int find_help(const at_conf_table_t *t, int argc, char **argv)
             return 1;
         if (strcmp(a, "--help-markdown") == 0)
             return 2;
-        if (looks_like_flag(a) && strchr(a, '=') == NULL && find_opt(t, a + 2, strlen(a + 2)) != NULL && i + 1 < argc &&
-            !looks_like_flag(argv[i + 1]))
+        if (looks_like_flag(a) && strchr(a, '=') == NULL &&
+            (find_opt(t, a + 2, strlen(a + 2)) != NULL || find_file_opt(t, a + 2, strlen(a + 2)) != NULL) &&
+            i + 1 < argc && !looks_like_flag(argv[i + 1]))
             i++;
     }
     return 0;
@@ -279,7 +385,7 @@ static int apply_argv(const at_conf_table_t *t, void *conf, int argc, char **arg
 {
     /* Lists given on the command line replace whatever env or default supplied, rather than
      * appending to it: the first argv occurrence clears the list. */
-    bool *seen = calloc(t->nopts ? t->nopts : 1, sizeof(*seen));
+    unsigned char *seen = calloc(t->nopts ? t->nopts : 1, sizeof(*seen));
     if (seen == NULL)
         return at_err_set(err, AT_ERR_NOMEM, "out of memory parsing arguments");
     int rc = 0;
@@ -293,6 +399,9 @@ static int apply_argv(const at_conf_table_t *t, void *conf, int argc, char **arg
         const char *eq = strchr(name, '=');
         size_t namelen = eq ? (size_t)(eq - name) : strlen(name);
         const at_conf_opt_t *o = find_opt(t, name, namelen);
+        bool from_file = false;
+        if (o == NULL && (o = find_file_opt(t, name, namelen)) != NULL)
+            from_file = true;
         if (o == NULL) {
             rc =
                 at_err_set(err, AT_ERR_INVALID, "unknown option '--%.*s' (see --help)", (int)AT_MIN(namelen, 64), name);
@@ -304,15 +413,27 @@ static int apply_argv(const at_conf_table_t *t, void *conf, int argc, char **arg
         } else if (i + 1 < argc && !looks_like_flag(argv[i + 1])) {
             val = argv[++i];
         } else {
-            rc = at_err_set(err, AT_ERR_INVALID, "--%s: missing value", o->name);
+            rc = at_err_set(err, AT_ERR_INVALID, "--%s%s: missing value", o->name, from_file ? FILE_SUFFIX : "");
             break;
         }
         size_t idx = (size_t)(o - t->opts);
-        if (o->type == AT_CONF_LIST && !seen[idx])
+        char who[NAME_MAX_LEN + 16];
+        snprintf(who, sizeof(who), "--%s%s", o->name, from_file ? FILE_SUFFIX : "");
+        /* seen: 1 = given as a value, 2 = given as a file; both is a contradiction. */
+        unsigned char how = from_file ? 2 : 1;
+        if (seen[idx] != 0 && (seen[idx] != how || from_file)) {
+            rc = at_err_set(err, AT_ERR_INVALID, "--%s and --%s" FILE_SUFFIX ": expected only one of the two, once",
+                            o->name, o->name);
+            break;
+        }
+        if (from_file) {
+            seen[idx] = how;
+            rc = set_from_file(o, conf, val, who, err);
+            continue;
+        }
+        if (AT_CONF_BASE(o) == AT_CONF_LIST && seen[idx] == 0)
             list_clear(field(conf, o));
-        seen[idx] = true;
-        char who[NAME_MAX_LEN + 8];
-        snprintf(who, sizeof(who), "--%s", o->name);
+        seen[idx] = how;
         rc = set_value(o, conf, val, false, who, err);
     }
     free(seen);
@@ -337,7 +458,7 @@ int at_conf_load(const at_conf_table_t *t, void *conf, int argc, char **argv, ch
         break;
     }
 
-    if (apply_defaults(t, conf, err) != 0 || apply_env(t, conf, envp, err) != 0 ||
+    if (check_table(t, err) != 0 || apply_defaults(t, conf, err) != 0 || apply_env(t, conf, envp, err) != 0 ||
         apply_argv(t, conf, argc, argv, err) != 0) {
         /* Do not hand back a half-filled struct; at_conf_free() is idempotent so a caller
          * that frees again anyway is fine. */
@@ -350,12 +471,17 @@ int at_conf_load(const at_conf_table_t *t, void *conf, int argc, char **argv, ch
 int at_conf_set(const at_conf_table_t *t, void *conf, const char *name, const char *value, at_err_t *err)
 {
     const at_conf_opt_t *o = find_opt(t, name, strlen(name));
+    bool from_file = false;
+    if (o == NULL && (o = find_file_opt(t, name, strlen(name))) != NULL)
+        from_file = true;
     if (o == NULL)
         return at_err_set(err, AT_ERR_INVALID, "unknown option '--%." ECHO_MAX "s' (see --help)", name);
     if (value == NULL)
-        return at_err_set(err, AT_ERR_INVALID, "--%s: missing value", o->name);
-    char who[NAME_MAX_LEN + 8];
-    snprintf(who, sizeof(who), "--%s", o->name);
+        return at_err_set(err, AT_ERR_INVALID, "--%s: missing value", name);
+    char who[NAME_MAX_LEN + 16];
+    snprintf(who, sizeof(who), "--%s%s", o->name, from_file ? FILE_SUFFIX : "");
+    if (from_file)
+        return set_from_file(o, conf, value, who, err);
     return set_value(o, conf, value, false, who, err);
 }
 
@@ -377,7 +503,7 @@ static const char *type_name(at_conf_type_t type)
 /* Human-readable accepted range, shared by --help and Markdown so the two never disagree. */
 static void range_text(const at_conf_opt_t *o, char *buf, size_t len)
 {
-    switch (o->type) {
+    switch (AT_CONF_BASE(o)) {
     case AT_CONF_INT:
         snprintf(buf, len, "%" PRId64 "..%" PRId64, o->min, o->max);
         return;
@@ -404,7 +530,7 @@ static const char *default_text(const at_conf_opt_t *o)
 {
     if (o->def != NULL && o->def[0] != '\0')
         return o->def;
-    switch (o->type) {
+    switch (AT_CONF_BASE(o)) {
     case AT_CONF_INT:
         return "0";
     case AT_CONF_BOOL:
@@ -412,6 +538,16 @@ static const char *default_text(const at_conf_opt_t *o)
     default:
         return "(empty)";
     }
+}
+
+/* The description of a secret's file option. */
+static const char *file_help(const at_conf_opt_t *o)
+{
+    if (AT_CONF_BASE(o) == AT_CONF_LIST)
+        return "Secret: read the values of the option above from this file, one per line (see docs/SECURITY.md).";
+    if (((unsigned)o->type & AT_CONF_CREDS) != 0)
+        return "Read the option above from this file, for a URI that holds a password (see docs/SECURITY.md).";
+    return "Secret: read the option above from this file; a trailing newline is ignored (see docs/SECURITY.md).";
 }
 
 void at_conf_usage(const at_conf_table_t *t, FILE *out)
@@ -426,10 +562,22 @@ void at_conf_usage(const at_conf_table_t *t, FILE *out)
         char range[96];
         env_name(o, env, sizeof(env));
         range_text(o, range, sizeof(range));
-        fprintf(out, "  --%s <%s>\n", o->name, type_name(o->type));
+        fprintf(out, "  --%s <%s>\n", o->name, type_name(AT_CONF_BASE(o)));
         fprintf(out, "      %s\n", o->help ? o->help : "");
         fprintf(out, "      Range: %s. Default: %s. Env: %s%s\n", range, default_text(o), env,
-                o->type == AT_CONF_LIST ? " (comma-separated)" : "");
+                AT_CONF_BASE(o) == AT_CONF_LIST ? " (comma-separated)" : "");
+        if (AT_CONF_HAS_FILE(o)) {
+            char fenv[NAME_MAX_LEN + sizeof(ENV_PREFIX) + 8];
+            env_name_file(o, fenv, sizeof(fenv));
+            if (((unsigned)o->type & AT_CONF_CREDS) != 0)
+                fprintf(out, "      With a password in it, keep it off the command line: use --%s" FILE_SUFFIX " or %s.\n",
+                        o->name, env);
+            else
+                fprintf(out, "      Secret: keep it off the command line: use --%s" FILE_SUFFIX " or %s.\n", o->name, env);
+            fprintf(out, "  --%s" FILE_SUFFIX " <path>\n", o->name);
+            fprintf(out, "      %s\n", file_help(o));
+            fprintf(out, "      Range: a file not readable by others. Default: (none). Env: %s\n", fenv);
+        }
     }
     fprintf(out, "  --help\n      Print this help and exit.\n");
     fprintf(out, "  --help-markdown\n      Print the options as a Markdown table and exit.\n");
@@ -461,13 +609,21 @@ void at_conf_markdown(const at_conf_table_t *t, FILE *out)
         char range[96];
         env_name(o, env, sizeof(env));
         range_text(o, range, sizeof(range));
-        fprintf(out, "| `--%s` | `%s` | %s | ", o->name, env, type_name(o->type));
+        fprintf(out, "| `--%s` | `%s` | %s | ", o->name, env, type_name(AT_CONF_BASE(o)));
         md_cell(out, range);
         fputs(" | ", out);
         md_cell(out, default_text(o));
         fputs(" | ", out);
         md_cell(out, o->help ? o->help : "");
         fputs(" |\n", out);
+        if (AT_CONF_HAS_FILE(o)) {
+            char fenv[NAME_MAX_LEN + sizeof(ENV_PREFIX) + 8];
+            env_name_file(o, fenv, sizeof(fenv));
+            fprintf(out, "| `--%s" FILE_SUFFIX "` | `%s` | path | a file not readable by others | (none) | ", o->name,
+                    fenv);
+            md_cell(out, file_help(o));
+            fputs(" |\n", out);
+        }
     }
 }
 
@@ -478,14 +634,90 @@ void at_conf_free(const at_conf_table_t *t, void *conf)
     for (size_t i = 0; i < t->nopts; i++) {
         const at_conf_opt_t *o = &t->opts[i];
         void *f = field(conf, o);
-        if (o->type == AT_CONF_STR) {
+        if (AT_CONF_BASE(o) == AT_CONF_STR) {
             char *s;
             memcpy(&s, f, sizeof(s));
             free(s);
             s = NULL;
             memcpy(f, &s, sizeof(s));
-        } else if (o->type == AT_CONF_LIST) {
+        } else if (AT_CONF_BASE(o) == AT_CONF_LIST) {
             list_clear(f);
+        }
+    }
+}
+
+/* True when the row's value, as given, is a secret (see AT_CONF_CREDS). */
+static bool value_is_secret(const at_conf_opt_t *o, const char *v)
+{
+    if (((unsigned)o->type & AT_CONF_SECRET) != 0)
+        return v[0] != '\0';
+    if (((unsigned)o->type & AT_CONF_CREDS) != 0) {
+        char *pw = at_secret_uri_password(v);
+        bool has = pw != NULL;
+        if (pw != NULL) {
+            at_secret_wipe(pw);
+            free(pw);
+        }
+        return has;
+    }
+    return false;
+}
+
+size_t at_conf_argv_secrets(const at_conf_table_t *t, int argc, char **argv, bool scrub,
+                            void (*found)(const at_conf_opt_t *o, void *arg), void *arg)
+{
+    size_t n = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (!looks_like_flag(a))
+            continue;
+        char *eq = strchr(a + 2, '=');
+        size_t namelen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        const at_conf_opt_t *o = find_opt(t, a + 2, namelen);
+        char *val = NULL;
+        if (eq != NULL)
+            val = eq + 1;
+        else if (i + 1 < argc && !looks_like_flag(argv[i + 1]))
+            val = argv[++i];
+        else if (o == NULL && find_file_opt(t, a + 2, namelen) != NULL && i + 1 < argc)
+            i++; /* --x-file PATH: the path is no secret */
+        if (o == NULL || val == NULL || !value_is_secret(o, val))
+            continue;
+        n++;
+        if (found != NULL)
+            found(o, arg);
+        if (scrub)
+            for (char *p = val; *p != '\0'; p++)
+                *p = '*';
+    }
+    return n;
+}
+
+void at_conf_foreach_secret(const at_conf_table_t *t, const void *conf, void (*cb)(const char *value, void *arg),
+                            void *arg)
+{
+    for (size_t i = 0; i < t->nopts; i++) {
+        const at_conf_opt_t *o = &t->opts[i];
+        const void *f = (const char *)conf + o->offset;
+        if (((unsigned)o->type & AT_CONF_SECRET) != 0 && AT_CONF_BASE(o) == AT_CONF_LIST) {
+            const at_conf_list_t *l = f;
+            for (size_t j = 0; j < l->count; j++)
+                cb(l->items[j], arg);
+        } else if (AT_CONF_HAS_FILE(o) && AT_CONF_BASE(o) == AT_CONF_STR) {
+            const char *s;
+            memcpy(&s, f, sizeof(s));
+            if (s == NULL || s[0] == '\0')
+                continue;
+            if (((unsigned)o->type & AT_CONF_SECRET) != 0) {
+                cb(s, arg);
+                continue;
+            }
+            char *pw = at_secret_uri_password(s);
+            if (pw != NULL) {
+                cb(pw, arg);
+                at_secret_wipe(pw);
+                free(pw);
+            }
         }
     }
 }

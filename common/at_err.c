@@ -53,6 +53,8 @@ const char *at_errcode_str(at_errcode_t code)
         return "backpressure";
     case AT_ERR_INTERNAL:
         return "internal";
+    case AT_ERR_AUTH:
+        return "auth";
     }
     /* Out-of-range values can arrive through casts; never return NULL to a logger. */
     return "unknown";

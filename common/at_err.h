@@ -22,6 +22,8 @@ typedef enum at_errcode_e {
     AT_ERR_TIMEOUT,     /* a dependency did not answer in time; retriable */
     AT_ERR_BACKPRESSURE,/* a bounded queue is full; retriable */
     AT_ERR_INTERNAL,    /* a bug or an unexpected library failure */
+    AT_ERR_AUTH,        /* a dependency refused our credentials or permissions (wrong password,
+                           untrusted certificate, ACL); not retriable until the config changes */
 } at_errcode_t;
 
 #define AT_ERR_MSG_MAX 256

@@ -8,6 +8,7 @@
 #include "at_log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -18,6 +19,17 @@
  * thread and written only at start-up or by tests. */
 static _Atomic int log_level = AT_LOG_INFO;
 static _Atomic int log_fd = 2;
+
+/* Registered secrets (at_log_add_secret). Entries are written under secrets_mu and only then
+ * published by the release store of secrets_n, so a reader on any thread that loads the count
+ * (acquire) sees complete entries without taking the lock. Entries are never removed. */
+#define SECRETS_MAX 64
+#define SECRET_MIN_LEN 4
+#define SECRET_MASK "***"
+static char *secrets[SECRETS_MAX];
+static size_t secret_lens[SECRETS_MAX];
+static _Atomic size_t secrets_n = 0;
+static pthread_mutex_t secrets_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Most records fit on the stack; bigger ones move to the heap. */
 #define LOG_STACK_BUF 1024
@@ -104,7 +116,77 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
  * backslashes, all control characters, and invalid UTF-8 (replaced by U+FFFD so parsers
  * that insist on valid UTF-8 still accept the line).
  */
+static void lb_json_str_raw(logbuf_t *b, const char *s);
+
+/* @p s with every registered secret replaced by "***", as a new string (caller frees), or
+ * NULL when it holds none (or out of memory, in which case the caller drops the value). */
+static char *scrub(const char *s, bool *oom)
+{
+    size_t n = atomic_load_explicit(&secrets_n, memory_order_acquire);
+    char *cur = NULL;
+    *oom = false;
+    for (size_t i = 0; i < n; i++) {
+        const char *src = cur != NULL ? cur : s;
+        const char *hit = strstr(src, secrets[i]);
+        if (hit == NULL)
+            continue;
+        /* The masked text is never longer than the original (secrets are >= 4 bytes). */
+        char *dst = malloc(strlen(src) + 1);
+        if (dst == NULL) {
+            free(cur);
+            *oom = true;
+            return NULL;
+        }
+        size_t j = 0;
+        while (hit != NULL) {
+            memcpy(dst + j, src, (size_t)(hit - src));
+            j += (size_t)(hit - src);
+            memcpy(dst + j, SECRET_MASK, sizeof(SECRET_MASK) - 1);
+            j += sizeof(SECRET_MASK) - 1;
+            src = hit + secret_lens[i];
+            hit = strstr(src, secrets[i]);
+        }
+        memcpy(dst + j, src, strlen(src) + 1);
+        free(cur);
+        cur = dst;
+    }
+    return cur;
+}
+
+int at_log_add_secret(const char *s)
+{
+    if (s == NULL || strlen(s) < SECRET_MIN_LEN)
+        return -1;
+    int rc = -1;
+    pthread_mutex_lock(&secrets_mu);
+    size_t n = atomic_load_explicit(&secrets_n, memory_order_relaxed);
+    bool known = false;
+    for (size_t i = 0; i < n && !known; i++)
+        known = strcmp(secrets[i], s) == 0;
+    if (known) {
+        rc = 0;
+    } else if (n < SECRETS_MAX && (secrets[n] = strdup(s)) != NULL) {
+        secret_lens[n] = strlen(s);
+        atomic_store_explicit(&secrets_n, n + 1, memory_order_release);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&secrets_mu);
+    return rc;
+}
+
 static void lb_json_str(logbuf_t *b, const char *s)
+{
+    if (atomic_load_explicit(&secrets_n, memory_order_relaxed) == 0) {
+        lb_json_str_raw(b, s);
+        return;
+    }
+    bool oom;
+    char *clean = scrub(s, &oom);
+    lb_json_str_raw(b, oom ? "(value dropped: out of memory while masking secrets)" : clean != NULL ? clean : s);
+    free(clean);
+}
+
+static void lb_json_str_raw(logbuf_t *b, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
@@ -256,6 +338,21 @@ static void emit(at_log_level_t level, const char *comp, const char *msg, va_lis
     }
     if (b.heap)
         free(b.p);
+}
+
+bool at_log_gate(at_log_gate_t *g, const char *msg, int interval_s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)(msg ? msg : ""); *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec;
+    if (g->last_s != 0 && h == g->hash && now - g->last_s < interval_s)
+        return false;
+    g->hash = h;
+    g->last_s = now == 0 ? 1 : now;
+    return true;
 }
 
 void at_log(at_log_level_t level, const char *comp, const char *msg, ...)

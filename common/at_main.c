@@ -6,8 +6,35 @@
 #include <pthread.h>
 
 #include "at_log.h"
+#include "at_secret.h"
 
 extern char **environ;
+
+static void register_secret(const char *value, void *arg)
+{
+    AT_UNUSED(arg);
+    at_log_add_secret(value);
+}
+
+static void warn_argv_secret(const at_conf_opt_t *o, void *arg)
+{
+    const at_conf_table_t *t = arg;
+    char file_opt[160], msg[400];
+    snprintf(file_opt, sizeof(file_opt), "--%s-file", o->name);
+    snprintf(msg, sizeof(msg),
+             "--%s was given on the command line, where every user of this machine can read it (ps, "
+             "/proc/<pid>/cmdline); give it with %s or the environment instead",
+             o->name, file_opt);
+    at_log(AT_LOG_WARN, "config", msg, "program", t->program, "option", o->name, NULL);
+}
+
+void at_main_secrets(const at_conf_table_t *t, void *conf, int argc, char **argv)
+{
+    /* Secrets: masked in every log record from now on, and a value given on the command line
+     * is warned about and overwritten there (docs/SECURITY.md). */
+    at_conf_foreach_secret(t, conf, register_secret, NULL);
+    at_conf_argv_secrets(t, argc, argv, true, warn_argv_secret, (void *)t);
+}
 
 int at_main_init(const at_conf_table_t *t, void *conf, size_t log_level_offset, int argc, char **argv,
                  sigset_t *signals)
@@ -29,6 +56,7 @@ int at_main_init(const at_conf_table_t *t, void *conf, size_t log_level_offset, 
         return 2;
     }
     at_log_set_level(level);
+    at_main_secrets(t, conf, argc, argv);
 
     sigemptyset(signals);
     sigaddset(signals, SIGINT);

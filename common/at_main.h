@@ -19,4 +19,11 @@
 int at_main_init(const at_conf_table_t *t, void *conf, size_t log_level_offset, int argc, char **argv,
                  sigset_t *signals);
 
+/*
+ * The secret handling of at_main_init() for programs that load their table themselves
+ * (adtrack up): registers every secret value of @p conf with at_log (masked in every record
+ * from now on), and warns about each secret given in @p argv and overwrites it there.
+ */
+void at_main_secrets(const at_conf_table_t *t, void *conf, int argc, char **argv);
+
 #endif

@@ -155,7 +155,7 @@ unacknowledged:
  * Server error codes that may succeed when tried again: the primary changed or is shutting
  * down, the network inside the cluster failed, a lock or write conflict, a sharding
  * config refresh (AT_ERR_UNAVAILABLE); a server-side time limit (AT_ERR_TIMEOUT).
- * Authentication and authorization failures are configuration errors (AT_ERR_INTERNAL);
+ * Authentication and authorization failures are configuration errors (AT_ERR_AUTH);
  * everything else means the server refused the request as such (AT_ERR_INVALID).
  */
 at_errcode_t at_mongo_code_class(int64_t code)
@@ -187,7 +187,7 @@ at_errcode_t at_mongo_code_class(int64_t code)
         return AT_ERR_TIMEOUT;
     case 13: /* Unauthorized */
     case 18: /* AuthenticationFailed */
-        return AT_ERR_INTERNAL;
+        return AT_ERR_AUTH;
     default:
         return AT_ERR_INVALID;
     }
@@ -254,10 +254,21 @@ bool at_mongo_error_is_transport(const bson_error_t *e)
 
 /* Classifies a failed command with no write-level detail (e.g. createIndexes, a command
  * error reply {ok: 0}). Fills err; returns -1. */
+/* A TLS failure (an untrusted or mismatched certificate) reaches us as a server selection or
+ * stream error; only the message tells it from an unreachable server. */
+static bool is_tls_failure(const bson_error_t *e)
+{
+    return strstr(e->message, "TLS handshake failed") != NULL || strstr(e->message, "certificate verify") != NULL ||
+           strstr(e->message, "SSL") != NULL;
+}
+
 int at_mongo_fail(const char *what, const bson_error_t *e, const bson_t *reply, at_err_t *err)
 {
     at_errcode_t code;
-    if (at_mongo_error_is_transport(e))
+    if ((e->domain == MONGOC_ERROR_CLIENT && e->code == MONGOC_ERROR_CLIENT_AUTHENTICATE) ||
+        (at_mongo_error_is_transport(e) && is_tls_failure(e)))
+        code = AT_ERR_AUTH; /* credentials or certificates refused: configuration, not an outage */
+    else if (at_mongo_error_is_transport(e))
         code = AT_ERR_UNAVAILABLE;
     else if (reply != NULL && mongoc_error_has_label(reply, "RetryableWriteError"))
         code = AT_ERR_UNAVAILABLE;

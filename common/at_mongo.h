@@ -54,7 +54,8 @@ void at_mongo_reply_parse(const bson_t *reply, at_mongo_reply_t *ri);
 /* True for failures that never reached a server answer (no server, socket, protocol). */
 bool at_mongo_error_is_transport(const bson_error_t *e);
 
-/* Classifies a failed command into @p err ("mongo <what>: ..."); returns -1. */
+/* Classifies a failed command into @p err ("mongo <what>: ..."); returns -1. Refused
+ * credentials and TLS failures (untrusted certificate) are AT_ERR_AUTH. */
 int at_mongo_fail(const char *what, const bson_error_t *e, const bson_t *reply, at_err_t *err);
 
 #endif

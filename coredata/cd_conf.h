@@ -5,6 +5,7 @@
 #define CD_CONF_H
 
 #include "at_conf.h"
+#include "at_kafka.h"
 
 typedef struct cd_conf_s {
     char *listen;
@@ -21,9 +22,11 @@ typedef struct cd_conf_s {
     char *mongo_w;
     int64_t mongo_wtimeout_ms;
     char *redis;
+    char *redis_password;
     int64_t redis_timeout_ms;
     char *brokers;
     at_conf_list_t kafka_prop;
+    at_kafka_sec_t kafka;        /* TLS / SASL settings (AT_KAFKA_SEC_OPTS) */
     char *topic_changes;
     char *topic_updates;
     char *topic_rejected;

@@ -20,6 +20,8 @@
 
 #include "at_kafka.h"
 #include "at_log.h"
+#include "at_redis.h"
+#include "at_secret.h"
 #include "cd_doc.h"
 
 #define CHANNEL "adtrack:coredata"
@@ -96,6 +98,8 @@ struct cd_fanout_s {
     atomic_bool stop;
     atomic_int_fast64_t floor;
     atomic_bool redis_up;
+    atomic_bool redis_auth_failed; /* the last connect was refused: credentials or ACL */
+    at_log_gate_t redis_gate;      /* fan-out thread only */
     atomic_size_t backlog_len;
     atomic_size_t queue_len;
     atomic_bool idle;
@@ -259,38 +263,47 @@ static void redis_drop(cd_fanout_t *fo, const char *why)
     fo->backoff_ms = AT_MIN(fo->backoff_ms * 2, 2000);
 }
 
-static redisContext *redis_open(const char *addr, int64_t timeout_ms, char *errbuf, size_t errlen)
+/* The commands (with representative keys and channels) coredata runs on Redis, directly or
+ * inside its compare-and-set script; checked on every connect (at_redis_check_acl). */
+static const char *const cd_redis_acl_probes[] = {
+    "SCRIPT LOAD return",
+    "EVALSHA 0000000000000000000000000000000000000000 5 adtrack:campaign:acl-probe adtrack:campaigns "
+    "adtrack:coredata:version adtrack:spend:acl-probe adtrack:exhausted:acl-probe",
+    "GET adtrack:coredata:version",
+    "HGET adtrack:campaign:acl-probe version",
+    "HSET adtrack:campaign:acl-probe version 1",
+    "HDEL adtrack:campaign:acl-probe doc",
+    "SADD adtrack:campaigns acl-probe",
+    "SET adtrack:coredata:version 1",
+    "DEL adtrack:exhausted:acl-probe",
+    "EXISTS adtrack:exhausted:acl-probe",
+    "PUBLISH adtrack:coredata acl-probe",
+    NULL,
+};
+
+static redisContext *redis_open(const cd_conf_t *conf, int64_t timeout_ms, at_err_t *err)
 {
-    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    redisContext *c;
-    if (addr[0] == '/') {
-        c = redisConnectUnixWithTimeout(addr, tv);
-    } else {
-        char host[256];
-        const char *colon = strrchr(addr, ':');
-        int port = colon ? atoi(colon + 1) : 6379;
-        size_t hl = colon ? (size_t)(colon - addr) : strlen(addr);
-        if (hl >= sizeof(host))
-            hl = sizeof(host) - 1;
-        memcpy(host, addr, hl);
-        host[hl] = '\0';
-        c = redisConnectWithTimeout(host[0] ? host : "127.0.0.1", port, tv);
-    }
-    if (c == NULL || c->err) {
-        snprintf(errbuf, errlen, "%s", c ? c->errstr : "out of memory");
-        if (c != NULL)
-            redisFree(c);
+    redisContext *c = at_redis_connect(conf->redis, conf->redis_password, timeout_ms, err);
+    if (c != NULL && at_redis_check_acl(c, cd_redis_acl_probes, err) != 0) {
+        redisFree(c);
         return NULL;
     }
-    redisSetTimeout(c, tv);
     return c;
 }
 
 static int redis_connect(cd_fanout_t *fo)
 {
-    char errbuf[256];
-    fo->rc = redis_open(fo->conf->redis, fo->conf->redis_timeout_ms, errbuf, sizeof(errbuf));
+    at_err_t err;
+    fo->rc = redis_open(fo->conf, fo->conf->redis_timeout_ms, &err);
+    atomic_store(&fo->redis_auth_failed, fo->rc == NULL && err.code == AT_ERR_AUTH);
     if (fo->rc == NULL) {
+        /* Each new reason at once, a repeated one every 30 s: refused credentials or ACL
+         * permissions must be seen, an outage need not fill the log. */
+        if (at_log_gate(&fo->redis_gate, err.msg, 30))
+            at_log(err.code == AT_ERR_AUTH ? AT_LOG_ERROR : AT_LOG_WARN, COMP,
+                   err.code == AT_ERR_AUTH ? "redis refused our credentials or permissions; will retry"
+                                           : "redis not reachable; will retry",
+                   "error", err.msg, NULL);
         fo->next_connect_ms = now_ms() + fo->backoff_ms;
         fo->backoff_ms = AT_MIN(fo->backoff_ms * 2, 2000);
         return -1;
@@ -305,7 +318,10 @@ static int redis_connect(cd_fanout_t *fo)
     memcpy(fo->sha, r->str, 40);
     fo->sha[40] = '\0';
     freeReplyObject(r);
-    at_log(AT_LOG_INFO, COMP, "redis connected", "redis", fo->conf->redis, NULL);
+    char where[1100];
+    at_log(AT_LOG_INFO, COMP, "redis connected", "redis", at_secret_uri_redact(fo->conf->redis, where, sizeof(where)),
+           NULL);
+    fo->redis_gate = (at_log_gate_t){0};
     fo->need_resync = true;
     fo->backoff_ms = 100;
     atomic_store(&fo->redis_up, true);
@@ -482,6 +498,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     AT_UNUSED(rk);
     fo->kinflight--;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        at_kafka_note_ok();
         ch->kstate = K_ACKED;
         at_counter_add(fo->st.kafka_acked, 1);
         return;
@@ -755,7 +772,7 @@ cd_fanout_t *cd_fanout_new(const cd_conf_t *conf, cd_state_t *state, at_metrics_
     /* Idempotence keeps each partition in produce order across librdkafka's own retries. */
     const char *defaults[] = {"linger.ms", linger, "message.timeout.ms", tmo, "enable.idempotence", "true", "acks",
                               "all",       NULL};
-    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, defaults, &conf->kafka_prop, err);
+    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, &conf->kafka, defaults, &conf->kafka_prop, err);
     if (kc == NULL)
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
@@ -779,14 +796,13 @@ fail:
 
 int cd_fanout_probe_floor(cd_fanout_t *fo, at_err_t *err)
 {
-    char errbuf[256];
-    redisContext *c = redis_open(fo->conf->redis, AT_MIN(fo->conf->redis_timeout_ms, 1000), errbuf, sizeof(errbuf));
+    redisContext *c = redis_open(fo->conf, AT_MIN(fo->conf->redis_timeout_ms, 1000), err);
     if (c == NULL)
-        return at_err_set(err, AT_ERR_UNAVAILABLE, "redis %s: %s", fo->conf->redis, errbuf);
+        return -1;
     redisReply *r = redisCommand(c, "GET %s", VERSION_KEY);
     int rc = 0;
     if (r == NULL)
-        rc = at_err_set(err, AT_ERR_UNAVAILABLE, "redis %s: %s", fo->conf->redis, c->errstr);
+        rc = at_err_set(err, AT_ERR_UNAVAILABLE, "redis: %s", c->errstr);
     else if (r->type == REDIS_REPLY_STRING)
         raise_floor(fo, strtoll(r->str, NULL, 10));
     if (r != NULL)
@@ -806,6 +822,11 @@ int cd_fanout_start(cd_fanout_t *fo, at_err_t *err)
 int64_t cd_fanout_floor(cd_fanout_t *fo)
 {
     return atomic_load(&fo->floor);
+}
+
+bool cd_fanout_redis_auth_failed(cd_fanout_t *fo)
+{
+    return atomic_load(&fo->redis_auth_failed);
 }
 
 bool cd_fanout_redis_up(cd_fanout_t *fo)

@@ -57,6 +57,8 @@ int64_t cd_fanout_floor(cd_fanout_t *fo);
 int cd_fanout_probe_floor(cd_fanout_t *fo, at_err_t *err);
 /* Status for /readyz and /metrics. @locality: any thread. */
 bool cd_fanout_redis_up(cd_fanout_t *fo);
+/* True while Redis refuses coredata's credentials or ACL permissions. @locality: any thread. */
+bool cd_fanout_redis_auth_failed(cd_fanout_t *fo);
 size_t cd_fanout_kafka_backlog(cd_fanout_t *fo);
 size_t cd_fanout_queue_len(cd_fanout_t *fo);
 /* True once every change pushed so far has been written to Redis and acknowledged by Kafka. */

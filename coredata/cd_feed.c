@@ -211,7 +211,7 @@ cd_feed_t *cd_feed_new(const cd_conf_t *conf, cd_core_t *core, at_metrics_t *met
     const char *cdefaults[] = {
         "group.id", conf->group,         "enable.auto.commit", "true", "enable.auto.offset.store",
         "false",    "auto.offset.reset", "earliest",           NULL};
-    rd_kafka_conf_t *cc = at_kafka_conf_new(conf->brokers, cdefaults, &conf->kafka_prop, err);
+    rd_kafka_conf_t *cc = at_kafka_conf_new(conf->brokers, &conf->kafka, cdefaults, &conf->kafka_prop, err);
     if (cc == NULL)
         goto fail;
     f->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, errstr, sizeof(errstr));
@@ -223,7 +223,7 @@ cd_feed_t *cd_feed_new(const cd_conf_t *conf, cd_core_t *core, at_metrics_t *met
     rd_kafka_poll_set_consumer(f->consumer);
 
     const char *pdefaults[] = {"linger.ms", "0", "enable.idempotence", "true", "acks", "all", NULL};
-    rd_kafka_conf_t *pc = at_kafka_conf_new(conf->brokers, pdefaults, &conf->kafka_prop, err);
+    rd_kafka_conf_t *pc = at_kafka_conf_new(conf->brokers, &conf->kafka, pdefaults, &conf->kafka_prop, err);
     if (pc == NULL)
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(pc, on_delivery);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "at_kafka.h"
 #include "at_log.h"
 #include "cd_server.h"
 
@@ -466,8 +467,19 @@ static void handle_list(cd_server_t *srv, h2o_req_t *req, cd_kind_t kind, uint64
 static void handle_readyz(cd_server_t *srv, h2o_req_t *req, uint64_t start_ns)
 {
     bool stopping = atomic_load(&srv->stopping);
+    /* Writes are accepted while Redis or Kafka is down (the fan-out catches up), but not while
+     * either refuses our credentials: that is a deployment error no wait can fix, and a
+     * rolling update must stop at it (docs/SECURITY.md). */
+    char kwhy[200] = "";
+    bool kafka_auth = at_kafka_auth_failed(kwhy, sizeof(kwhy));
+    bool redis_auth = cd_fanout_redis_auth_failed(srv->fo);
+    bool ready = !stopping && !kafka_auth && !redis_auth;
     bson_t doc = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&doc, "status", stopping ? "stopping" : "ready");
+    BSON_APPEND_UTF8(&doc, "status", stopping ? "stopping" : ready ? "ready" : "unready");
+    if (kafka_auth)
+        BSON_APPEND_UTF8(&doc, "error", "kafka refused our credentials or certificate (see the log)");
+    else if (redis_auth)
+        BSON_APPEND_UTF8(&doc, "error", "redis refused our credentials or permissions (see the log)");
     BSON_APPEND_UTF8(&doc, "store", cd_core_store_name(srv->core));
     BSON_APPEND_UTF8(&doc, "redis", cd_fanout_redis_up(srv->fo) ? "up" : "down");
     BSON_APPEND_INT64(&doc, "kafka_backlog", (int64_t)cd_fanout_kafka_backlog(srv->fo));
@@ -476,7 +488,7 @@ static void handle_readyz(cd_server_t *srv, h2o_req_t *req, uint64_t start_ns)
     pthread_rwlock_rdlock(&srv->state.lock);
     BSON_APPEND_INT64(&doc, "version", srv->state.version);
     pthread_rwlock_unlock(&srv->state.lock);
-    send_bson(srv, req, stopping ? 503 : 200, &doc, start_ns);
+    send_bson(srv, req, ready ? 200 : 503, &doc, start_ns);
     bson_destroy(&doc);
 }
 

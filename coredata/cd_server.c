@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "at_log.h"
+#include "at_secret.h"
 #include "at_loop.h"
 
 #define TICK_MS 100
@@ -190,8 +191,11 @@ int cd_server_start(cd_server_t *srv, at_err_t *err)
     at_err_t perr = {0};
     /* The enricher also takes versions from adtrack:coredata:version: start above it. */
     if (cd_fanout_probe_floor(srv->fo, &perr) != 0)
-        at_log(AT_LOG_WARN, COMP, "redis not reachable at start; versions continue from the store", "error", perr.msg,
-               NULL);
+        at_log(AT_LOG_WARN, COMP,
+               perr.code == AT_ERR_AUTH ? "redis refused our credentials or permissions at start; versions continue "
+                                          "from the store"
+                                        : "redis not reachable at start; versions continue from the store",
+               "error", perr.msg, NULL);
     if (cd_fanout_start(srv->fo, err) != 0 || cd_core_start(srv->core, err) != 0)
         return -1;
     if (srv->feed != NULL && cd_feed_start(srv->feed, err) != 0)
@@ -218,8 +222,10 @@ int cd_server_start(cd_server_t *srv, at_err_t *err)
     snprintf(ver, sizeof(ver), "%lld", (long long)srv->state.version);
     snprintf(n, sizeof(n), "%zu", srv->state.count[0] + srv->state.count[1]);
     pthread_rwlock_unlock(&srv->state.lock);
+    char redis[1100];
     at_log(AT_LOG_INFO, COMP, "listening", "addr", addr, "store", cd_core_store_name(srv->core), "entities", n,
-           "version", ver, "redis", srv->conf->redis, "brokers", srv->conf->brokers, NULL);
+           "version", ver, "redis", at_secret_uri_redact(srv->conf->redis, redis, sizeof(redis)), "brokers",
+           srv->conf->brokers, "kafka_security", srv->conf->kafka.security_protocol, NULL);
     return 0;
 }
 

@@ -9,8 +9,10 @@
 static const at_conf_opt_t dash_conf_opts[] = {
     {"listen", AT_CONF_STR, C(listen), 0, 256, "127.0.0.1:8091",
      "Address to serve the dashboard on, HOST:PORT (IPv6 as [addr]:port)."},
-    {"redis", AT_CONF_STR, C(redis), 1, 256, "127.0.0.1:6379",
-     "Redis with the core data and the enrichers' real-time counters, HOST:PORT."},
+    {"redis", AT_CONF_STR | AT_CONF_CREDS, C(redis), 1, 1024, "127.0.0.1:6379",
+     "Redis with the core data and the enrichers' real-time counters: HOST:PORT, a Unix socket path, or redis://[USER[:PASSWORD]@]HOST[:PORT][/DB] (ACL user, AUTH on every connect; no TLS: see docs/SECURITY.md)."},
+    {"redis-password", AT_CONF_STR | AT_CONF_SECRET, C(redis_password), 0, 1024, "",
+     "Redis password (AUTH), instead of one inside --redis."},
     {"redis-timeout-ms", AT_CONF_INT, C(redis_timeout_ms), 10, 60000, "500",
      "Connect and command timeout for Redis; a poll that takes longer counts as Redis down."},
     {"scrape", AT_CONF_LIST, C(scrape), 0, 32, "",
@@ -38,6 +40,15 @@ static const at_conf_opt_t dash_conf_opts[] = {
      "Data queued for one /events client at most; a client that falls further behind is dropped."},
     {"heartbeat-ms", AT_CONF_INT, C(heartbeat_ms), 100, 600000, "15000",
      "An SSE comment is sent to a client that has received nothing for this long."},
+    {"auth", AT_CONF_STR, C(auth), 1, 8, "token",
+     "token: every page, stream and API call needs one of --auth-token (Bearer header, or the session cookie set by "
+     "POST /login); none: no check, only behind a proxy that authenticates (docs/DASHBOARD.md)."},
+    {"auth-token", AT_CONF_LIST | AT_CONF_SECRET, C(auth_token), 0, 16, "",
+     "Access token (repeatable; env: comma-separated, file: one per line); at least 16 random bytes, e.g. openssl rand "
+     "-hex 24. Required with --auth token."},
+    {"cookie-secure", AT_CONF_BOOL, C(cookie_secure), 0, 0, "false",
+     "Mark the session cookie Secure (set it when the dashboard is served over HTTPS, e.g. behind a TLS proxy)."},
+    {"session-hours", AT_CONF_INT, C(session_hours), 1, 720, "12", "Lifetime of a browser session after POST /login."},
     {"log-level", AT_CONF_STR, C(log_level), 1, 8, "info", "debug, info, warn or error."},
 };
 

@@ -8,7 +8,8 @@
 
 typedef struct dash_conf_s {
     char *listen; /* HOST:PORT */
-    char *redis;  /* HOST:PORT */
+    char *redis;  /* HOST:PORT or redis://[user[:password]@]host[:port][/db] */
+    char *redis_password; /* secret; instead of a password in --redis */
     int64_t redis_timeout_ms;
     at_conf_list_t scrape; /* NAME=URL, the /metrics of collectors and enrichers */
     int64_t scrape_timeout_ms;
@@ -22,6 +23,10 @@ typedef struct dash_conf_s {
     int64_t request_timeout_ms;
     int64_t client_buffer_bytes;
     int64_t heartbeat_ms;
+    char *auth;                /* "token" or "none" (an authenticating proxy in front) */
+    at_conf_list_t auth_token; /* secret: Bearer tokens / login tokens */
+    bool cookie_secure;        /* Secure attribute of the session cookie */
+    int64_t session_hours;     /* lifetime of a login session cookie */
     char *log_level;
 } dash_conf_t;
 

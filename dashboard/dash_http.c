@@ -6,6 +6,12 @@
  *                       every core-data change, comment heartbeats
  *   GET /api/snapshot   the latest snapshot JSON
  *   GET /healthz /readyz /metrics
+ *   GET /login          the sign-in form; POST /login (form field token) sets the session
+ *                       cookie; POST /logout clears it
+ *
+ * Everything but /healthz, /readyz, /metrics and the login endpoints needs a token (Bearer
+ * header or session cookie, dash_auth.h) unless --auth none; without one the answer is 401:
+ * the sign-in form for a browser asking for HTML, JSON otherwise.
  *
  * Streaming with h2o 2.2.5: each /events client is an h2o_generator_t. h2o_send() is called
  * only when no send is in flight (proceed() says the previous one completed); data that
@@ -20,6 +26,7 @@
 #include "dash_server.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #include "at_log.h"
 #include "dash_assets.h"
@@ -261,20 +268,160 @@ static int handle_snapshot(dash_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
+/* ---- authentication ---- */
+
+static h2o_iovec_t header(h2o_req_t *req, const h2o_token_t *token)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    return i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+}
+
+static void security_headers(h2o_req_t *req)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-frame-options"), 0, NULL, H2O_STRLIT("DENY"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("referrer-policy"), 0, NULL,
+                          H2O_STRLIT("same-origin"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0, NULL,
+                          H2O_STRLIT("nosniff"));
+}
+
+static bool authorized(dash_server_t *srv, h2o_req_t *req)
+{
+    if (srv->auth == NULL)
+        return true;
+    h2o_iovec_t authz = header(req, H2O_TOKEN_AUTHORIZATION);
+    if (authz.base != NULL && dash_auth_bearer_ok(srv->auth, authz.base, authz.len))
+        return true;
+    h2o_iovec_t cookie = header(req, H2O_TOKEN_COOKIE);
+    return cookie.base != NULL && dash_auth_cookie_ok(srv->auth, cookie.base, cookie.len, (int64_t)time(NULL));
+}
+
+static void send_login_page(h2o_req_t *req, int status, const char *reason)
+{
+    const dash_asset_t *a = dash_asset_find(H2O_STRLIT("/login.html"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    security_headers(req);
+    send_body(req, status, reason, a->content_type, a->data, a->len);
+}
+
+/* 401: the sign-in form for a browser navigating to a page, JSON for scripts and streams. */
+static int refuse(dash_server_t *srv, h2o_req_t *req)
+{
+    at_counter_add(srv->stats.auth_refused, 1);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("www-authenticate"), 0, NULL,
+                          H2O_STRLIT("Bearer realm=\"adtrack-dashboard\""));
+    h2o_iovec_t accept = header(req, H2O_TOKEN_ACCEPT);
+    if (accept.base != NULL && h2o_strstr(accept.base, accept.len, H2O_STRLIT("text/html")) != SIZE_MAX) {
+        send_login_page(req, 401, "Unauthorized");
+        return 0;
+    }
+    send_json_msg(req, 401, "Unauthorized", "error",
+                  "authentication required: Authorization: Bearer <token>, or sign in at /login");
+    return 0;
+}
+
+static void redirect(h2o_req_t *req, const char *location, const char *cookie)
+{
+    req->res.status = 303;
+    req->res.reason = "See Other";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, location, strlen(location));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    if (cookie != NULL) {
+        char *c = h2o_mem_alloc_pool(&req->pool, strlen(cookie) + 1);
+        memcpy(c, cookie, strlen(cookie) + 1);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, c, strlen(c));
+    }
+    security_headers(req);
+    req->res.content_length = 0;
+    h2o_send_inline(req, "", 0);
+}
+
+static int hexdigit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The form field `token` of an application/x-www-form-urlencoded body, decoded into @p out;
+ * its length, or -1 when absent or too long. */
+static long form_token(const char *body, size_t len, char *out, size_t outlen)
+{
+    for (size_t i = 0; i < len;) {
+        size_t end = i;
+        while (end < len && body[end] != '&')
+            end++;
+        if (end - i >= 6 && memcmp(body + i, "token=", 6) == 0) {
+            size_t o = 0;
+            for (size_t j = i + 6; j < end; j++) {
+                char c = body[j];
+                if (c == '+')
+                    c = ' ';
+                else if (c == '%' && j + 2 < end && hexdigit(body[j + 1]) >= 0 && hexdigit(body[j + 2]) >= 0) {
+                    c = (char)(hexdigit(body[j + 1]) * 16 + hexdigit(body[j + 2]));
+                    j += 2;
+                }
+                if (o + 1 >= outlen)
+                    return -1;
+                out[o++] = c;
+            }
+            out[o] = '\0';
+            return (long)o;
+        }
+        i = end + 1;
+    }
+    return -1;
+}
+
+static int handle_login_post(dash_server_t *srv, h2o_req_t *req)
+{
+    if (srv->auth == NULL) {
+        redirect(req, "/", NULL);
+        return 0;
+    }
+    char token[DASH_TOKEN_MAX + 2];
+    long n = form_token(req->entity.base, req->entity.base != NULL ? req->entity.len : 0, token, sizeof(token));
+    char value[DASH_COOKIE_VALUE_MAX + 1];
+    int64_t expires = (int64_t)time(NULL) + srv->conf->session_hours * 3600;
+    bool ok = n > 0 && dash_auth_cookie(srv->auth, token, (size_t)n, expires, value);
+    memset(token, 0, sizeof(token));
+    if (!ok) {
+        at_counter_add(srv->stats.login_failures, 1);
+        at_log(AT_LOG_WARN, "dashboard", "sign-in with a wrong token", NULL);
+        redirect(req, "/login?failed", NULL);
+        return 0;
+    }
+    char cookie[DASH_COOKIE_VALUE_MAX + 160];
+    snprintf(cookie, sizeof(cookie), DASH_AUTH_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Strict%s", value,
+             (long long)(srv->conf->session_hours * 3600), srv->conf->cookie_secure ? "; Secure" : "");
+    at_counter_add(srv->stats.logins, 1);
+    redirect(req, "/", cookie);
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     dash_server_t *srv = ((dash_handler_t *)self)->srv;
     bool get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-    if (!get) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
-        send_json_msg(req, 405, "Method Not Allowed", "error", "method: expected GET or HEAD");
+    bool post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    if (post && path_is(req, "/login"))
+        return handle_login_post(srv, req);
+    if (post && path_is(req, "/logout")) {
+        char cookie[160];
+        snprintf(cookie, sizeof(cookie), DASH_AUTH_COOKIE "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict%s",
+                 srv->conf->cookie_secure ? "; Secure" : "");
+        redirect(req, "/login", cookie);
         return 0;
     }
-    if (path_is(req, "/events"))
-        return handle_events(srv, req);
-    if (path_is(req, "/api/snapshot"))
-        return handle_snapshot(srv, req);
+    if (get && path_is(req, "/login")) {
+        send_login_page(req, 200, "OK");
+        return 0;
+    }
+    if (!get) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+        send_json_msg(req, 405, "Method Not Allowed", "error", "method: expected GET or HEAD (POST for /login, /logout)");
+        return 0;
+    }
+    /* Open: probes and Prometheus (they carry no campaign data). */
     if (path_is(req, "/healthz")) {
         send_json_msg(req, 200, "OK", "status", "ok");
         return 0;
@@ -283,13 +430,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return handle_readyz(srv, req);
     if (path_is(req, "/metrics"))
         return handle_metrics(srv, req);
+    if (!authorized(srv, req))
+        return refuse(srv, req);
+    if (path_is(req, "/events"))
+        return handle_events(srv, req);
+    if (path_is(req, "/api/snapshot"))
+        return handle_snapshot(srv, req);
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     const dash_asset_t *a = dash_asset_find(req->path.base, plen);
     if (a != NULL) {
+        security_headers(req);
         /* The page is small; no-cache makes browsers revalidate, so upgrades show at once. */
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
-        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0, NULL,
-                              H2O_STRLIT("nosniff"));
         send_body(req, 200, "OK", a->content_type, a->data, a->len);
         return 0;
     }

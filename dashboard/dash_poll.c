@@ -21,6 +21,7 @@
 
 #include "at_log.h"
 #include "at_redis.h"
+#include "at_secret.h"
 #include "at_time.h"
 
 #define SUB_CHANNEL "adtrack:coredata"
@@ -129,14 +130,29 @@ out:
     return rcode;
 }
 
+/* The commands (with representative keys and channels) the dashboard runs on Redis. */
+static const char *const dash_redis_acl_probes[] = {
+    "SMEMBERS adtrack:campaigns",
+    "HMGET adtrack:campaign:acl-probe version",
+    "GET adtrack:spend:acl-probe",
+    "EXISTS adtrack:exhausted:acl-probe",
+    "HGETALL adtrack:stats:acl-probe",
+    "SUBSCRIBE adtrack:coredata",
+    NULL,
+};
+
 static int poll_redis(dash_server_t *srv, int64_t now_ms, at_err_t *err)
 {
     const dash_conf_t *conf = srv->conf;
     redisContext *rc = srv->redis;
     if (rc == NULL) {
-        rc = at_redis_connect(conf->redis, conf->redis_timeout_ms, err);
+        rc = at_redis_connect(conf->redis, conf->redis_password, conf->redis_timeout_ms, err);
         if (rc == NULL)
             return -1;
+        if (at_redis_check_acl(rc, dash_redis_acl_probes, err) != 0) {
+            redisFree(rc);
+            return -1;
+        }
         srv->redis = rc;
     }
     redisReply *set = redisCommand(rc, "SMEMBERS adtrack:campaigns");
@@ -192,11 +208,20 @@ static void poll_once(dash_server_t *srv)
             srv->redis = NULL;
         }
         at_counter_add(srv->stats.poll_errors, 1);
-        /* once per outage (and at start-up), not once per poll */
-        if (atomic_load(&srv->redis_up) || srv->polls_done == 0)
+        /* once per outage (and at start-up), not once per poll; refused credentials or
+         * permissions at error level, and again when the reason changes or every 30 s */
+        if (err.code == AT_ERR_AUTH) {
+            if (at_log_gate(&srv->redis_gate, err.msg, 30))
+                at_log(AT_LOG_ERROR, "dashboard", "redis refused our credentials or permissions; retrying every poll",
+                       "error", err.msg, NULL);
+        } else if (atomic_load(&srv->redis_up) || srv->polls_done == 0) {
             at_log(AT_LOG_WARN, "dashboard", "redis poll failed; retrying every poll", "error", err.msg, NULL);
+        }
     } else if (!atomic_load(&srv->redis_up)) {
-        at_log(AT_LOG_INFO, "dashboard", "redis reachable", "redis", srv->conf->redis, NULL);
+        char where[1100];
+        at_log(AT_LOG_INFO, "dashboard", "redis reachable", "redis",
+               at_secret_uri_redact(srv->conf->redis, where, sizeof(where)), NULL);
+        srv->redis_gate = (at_log_gate_t){0};
     }
     srv->polls_done++;
     dash_model_end(srv->model, ok, err.msg);
@@ -317,7 +342,7 @@ void *dash_sub_main(void *arg)
     int64_t backoff = 100;
     while (!atomic_load(&srv->stopping)) {
         at_err_t err;
-        redisContext *sub = at_redis_connect(srv->conf->redis, srv->conf->redis_timeout_ms, &err);
+        redisContext *sub = at_redis_connect(srv->conf->redis, srv->conf->redis_password, srv->conf->redis_timeout_ms, &err);
         if (sub != NULL) {
             /* The subscription waits for messages indefinitely: no read timeout here. */
             struct timeval none = {0, 0};

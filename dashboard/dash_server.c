@@ -12,6 +12,8 @@
 #include "at_listen.h"
 #include "at_log.h"
 #include "at_loop.h"
+#include "at_redis.h"
+#include "at_secret.h"
 
 #define TICK_MS 1000
 
@@ -38,6 +40,11 @@ static int stats_init(dash_server_t *srv)
     st->changes_invalid = at_metrics_counter(m, "adtrack_dashboard_changes_invalid_total", NULL,
                                              "Messages on adtrack:coredata that were not change objects.");
     st->snapshots = at_metrics_counter(m, "adtrack_dashboard_snapshots_total", NULL, "Snapshots broadcast.");
+    st->auth_refused = at_metrics_counter(m, "adtrack_dashboard_auth_refused_total", NULL,
+                                          "Requests answered 401: no or a wrong token or session cookie.");
+    st->logins = at_metrics_counter(m, "adtrack_dashboard_logins_total", NULL, "Successful POST /login.");
+    st->login_failures = at_metrics_counter(m, "adtrack_dashboard_login_failures_total", NULL,
+                                            "POST /login with a wrong token.");
     st->redis_up = at_metrics_gauge(m, "adtrack_dashboard_redis_up", NULL, "1 when the last poll of Redis succeeded.");
     st->snapshot_bytes =
         at_metrics_gauge(m, "adtrack_dashboard_snapshot_bytes", NULL, "Size of the last snapshot JSON.");
@@ -144,11 +151,29 @@ dash_server_t *dash_server_new(dash_conf_t *conf, at_err_t *err)
 
     if (at_listen_parse(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
         goto fail;
-    const char *colon = strrchr(conf->redis, ':');
-    if (colon == NULL || colon == conf->redis || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535) {
-        at_err_set(err, AT_ERR_INVALID, "--redis: expected HOST:PORT, got '%s'", conf->redis);
+    if (strcmp(conf->auth, "token") == 0) {
+        srv->auth = dash_auth_new(&conf->auth_token, err);
+        if (srv->auth == NULL)
+            goto fail;
+        for (size_t i = 0; i < conf->auth_token.count; i++)
+            if (strlen(conf->auth_token.items[i]) < 16)
+                at_log(AT_LOG_WARN, "dashboard", "an --auth-token is shorter than 16 bytes: easy to guess; use e.g. "
+                                                 "openssl rand -hex 24", NULL);
+    } else if (strcmp(conf->auth, "none") == 0) {
+        if (conf->auth_token.count > 0) {
+            at_err_set(err, AT_ERR_INVALID, "--auth none: --auth-token would be ignored; give one or the other");
+            goto fail;
+        }
+        at_log(AT_LOG_WARN, "dashboard",
+               "--auth none: no authentication; only behind a proxy that authenticates every request", NULL);
+    } else {
+        at_err_set(err, AT_ERR_INVALID, "--auth: expected token or none, got '%.16s'", conf->auth);
         goto fail;
     }
+    at_redis_addr_t ra;
+    if (at_redis_addr_parse(conf->redis, conf->redis_password, &ra, err) != 0)
+        goto fail;
+    at_redis_addr_free(&ra);
     dash_model_opts_t mo = {
         .window_min = (int)conf->window_min,
         .history_len = (size_t)(conf->history_s * 1000 / conf->poll_ms),
@@ -218,8 +243,9 @@ int dash_server_start(dash_server_t *srv, at_err_t *err)
                 NI_NUMERICHOST | NI_NUMERICSERV);
     snprintf(addr, sizeof(addr), srv->addr.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", hostbuf, port);
     snprintf(targets, sizeof(targets), "%zu", srv->conf->scrape.count);
-    at_log(AT_LOG_INFO, "dashboard", "listening", "addr", addr, "redis", srv->conf->redis, "scrape_targets", targets,
-           NULL);
+    char redis[1100];
+    at_log(AT_LOG_INFO, "dashboard", "listening", "addr", addr, "redis",
+           at_secret_uri_redact(srv->conf->redis, redis, sizeof(redis)), "scrape_targets", targets, NULL);
     return 0;
 }
 
@@ -250,6 +276,7 @@ void dash_server_destroy(dash_server_t *srv)
     if (!srv->listening && srv->listen_fd >= 0)
         close(srv->listen_fd);
     at_acceptor_destroy(srv->acceptor);
+    dash_auth_destroy(srv->auth);
     dash_model_destroy(srv->model);
     free(srv->urls);
     free(srv->snapshot);

@@ -22,7 +22,9 @@
 #include <stdatomic.h>
 
 #include "at_accept.h"
+#include "at_log.h"
 #include "at_metrics.h"
+#include "dash_auth.h"
 #include "dash_conf.h"
 #include "dash_model.h"
 #include "dash_scrape.h"
@@ -36,6 +38,7 @@ typedef struct dash_stats_s {
     at_counter_t *clients_total, *clients_dropped, *clients_refused;
     at_counter_t *polls, *poll_errors, *scrapes, *scrape_errors;
     at_counter_t *changes, *changes_invalid, *snapshots;
+    at_counter_t *auth_refused, *logins, *login_failures;
     at_gauge_t *redis_up, *snapshot_bytes;
     at_histogram_t *poll_duration;
 } dash_stats_t;
@@ -51,6 +54,7 @@ typedef struct dash_msg_s {
 
 struct dash_server_s {
     dash_conf_t *conf; /* borrowed; outlives the server */
+    dash_auth_t *auth; /* NULL with --auth none */
     at_metrics_t *metrics;
     dash_stats_t stats;
 
@@ -81,6 +85,7 @@ struct dash_server_s {
     dash_url_t *urls; /* one per --scrape target */
     int64_t last_full_minute;
     uint64_t polls_done;
+    at_log_gate_t redis_gate; /* refused credentials: logged once per new message or 30 s */
     void *redis; /* redisContext *, poll thread only */
 
     /* ---- shared ---- */

@@ -17,6 +17,12 @@ shorter than the drain fails the test. What it checks:
   only trusted proxy in compose;
 - the references inside the manifests (ConfigMap and Secret keys, selectors, HPA and KEDA
   targets, the governing Service, compose depends_on, mounted files) resolve;
+- secrets go as files (docs/SECURITY.md): an option the binary marks secret (--help: "Secret:
+  keep it off the command line") is never set by value, only as ADTRACK_<OPTION>_FILE; a URI
+  option that may hold a password (redis, mongo) holds none; every ADTRACK_*_FILE names a
+  Compose secret of that service (/run/secrets/<name>, declared at the top level) or a key
+  of the Secret adtrack-secrets mounted as a volume that other users cannot read (mode
+  without o+r; the pod's fsGroup is the image's gid);
 - HAProxy gets exactly the variables deploy/haproxy.cfg reads;
 - the topics the binaries use by default are defined in deploy/topics.conf, which the
   compose init (kafka-init.sh) creates;
@@ -52,7 +58,7 @@ PROBE_PATHS = ("/healthz", "/readyz")
 # time coredata gives Redis and Kafka (docs/COREDATA.md): grace periods must cover them.
 ENRICHER_SIGTERM_BATCH_S = 15
 COREDATA_SIGTERM_FLUSH_S = 5
-SECRET_KEYS = {"click-key", "admin-token", "mongo-uri"}
+SECRET_KEYS = {"click-key", "admin-token", "dashboard-token", "mongo-uri", "redis-password", "kafka-sasl-password"}
 
 problems = []
 
@@ -66,8 +72,14 @@ class Options:
 
     def __init__(self, text):
         self.flags = {}  # flag name -> {"type", "default", "env"}
+        self.secret = set()  # flags whose value is a secret: only their -file variant may be set
+        self.creds = set()  # URI flags that may hold a password: set by value only without one
         current = None
         for line in text.splitlines():
+            if current is not None and "Secret: keep it off the command line" in line:
+                self.secret.add(current)
+            if current is not None and "With a password in it, keep it off the command line" in line:
+                self.creds.add(current)
             m = re.match(r"^  --([a-z0-9][a-z0-9.-]*)(?: <(\w+)>)?\s*$", line)
             if m:
                 current = m.group(1)
@@ -106,6 +118,24 @@ def load_options(bin_dir):
 def port_of(listen):
     m = re.match(r"^(?:\[[^\]]*\]|[^:]*):(\d+)$", listen or "")
     return int(m.group(1)) if m else None
+
+
+def check_secret_values(where, svc, opts, env, args):
+    """Secret options are set through their files only; URIs hold no password."""
+    o = opts.get(svc)
+    if o is None:
+        return
+    for flag in o.secret | o.creds:
+        envname = o.flags[flag]["env"]
+        values = [env[envname]] if envname in env else []
+        values += [a.split("=", 1)[1] for a in args if isinstance(a, str) and a.startswith("--" + flag + "=")]
+        values += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--" + flag]
+        for v in values:
+            if flag in o.secret:
+                problem(where, "%s is a secret: pass it as a file, %s_FILE (not by value)" % (flag, envname))
+            elif re.search(r"://[^/@]*:[^/@]*@", v):
+                problem(where, "%s holds a password: put the URI in a file (%s_FILE) or the password in its "
+                        "own secret option" % (flag, envname))
 
 
 def check_settings(where, svc, opts, env_names, args):
@@ -242,6 +272,19 @@ def check_compose(src, opts, raw_topics):
         service_kind[name] = svc
         env = compose_env(s)
         check_settings(where, svc, opts, env.keys(), args)
+        check_secret_values(where, svc, opts, env, args)
+        declared = doc.get("secrets") or {}
+        used = [x if isinstance(x, str) else x.get("source") for x in s.get("secrets") or []]
+        for u in used:
+            if u not in declared:
+                problem(where, "secret %s is not declared under the top-level secrets:" % u)
+            elif not str((declared[u] or {}).get("file", "")).startswith("./secrets/"):
+                problem(where, "secret %s: expected a file under deploy/secrets/ (make-secrets.sh)" % u)
+        for k, v in env.items():
+            if k.startswith("ADTRACK_") and k.endswith("_FILE"):
+                m = re.match(r"^/run/secrets/([A-Za-z0-9_.-]+)$", v)
+                if not m or m.group(1) not in used:
+                    problem(where, "%s=%s is not /run/secrets/<one of this service's secrets %s>" % (k, v, used))
         if svc == "dashboard":
             scrapes[name] = scrape_values(env, args)
         if svc in HTTP_SERVICES:
@@ -445,6 +488,38 @@ def container_env(c, configmaps, where):
     return env
 
 
+def check_secret_files(where, pod, c, env, uid):
+    """Every ADTRACK_*_FILE is a key of adtrack-secrets mounted from a volume others cannot read."""
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    mounts = [(os.path.normpath(m["mountPath"]), m["name"]) for m in c.get("volumeMounts") or []]
+    fs_group = (pod.get("securityContext") or {}).get("fsGroup")
+    for k, v in env.items():
+        if not (k.startswith("ADTRACK_") and k.endswith("_FILE")):
+            continue
+        d, key = os.path.split(os.path.normpath(v))
+        vol = next((volumes.get(n) for mp, n in mounts if mp == d), None)
+        sec = (vol or {}).get("secret")
+        if not sec:
+            problem(where, "%s=%s: no Secret volume is mounted at %s" % (k, v, d))
+            continue
+        if sec.get("secretName") != "adtrack-secrets":
+            problem(where, "%s: volume of Secret %s, expected adtrack-secrets" % (k, sec.get("secretName")))
+        items = {i["path"]: i for i in sec.get("items") or []}
+        item = items.get(key)
+        skey = item["key"] if item else key
+        if items and item is None:
+            problem(where, "%s: the volume does not project %s" % (k, key))
+        if skey not in SECRET_KEYS:
+            problem(where, "%s: key %s is not one docs/DEPLOY.md tells to create (adtrack-secrets: %s)"
+                    % (k, skey, ", ".join(sorted(SECRET_KEYS))))
+        mode = (item or {}).get("mode", sec.get("defaultMode", 0o644))
+        if mode & 0o007:
+            problem(where, "%s: mode %o lets other users read the secret (the services refuse it): use 0440" % (k, mode))
+        if mode & 0o040 and uid is not None and fs_group != uid:
+            problem(where, "%s: group-readable secret, but the pod's fsGroup %s is not the image's gid %s"
+                    % (k, fs_group, uid))
+
+
 def labels_match(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
@@ -498,6 +573,8 @@ def check_k8s(src, opts, raw_partitions):
                 deployed.add(svc)
                 env = container_env(c, configmaps, cwhere)
                 check_settings(cwhere, svc, opts, env.keys(), rest)
+                check_secret_values(cwhere, svc, opts, env, rest)
+                check_secret_files(cwhere, pod, c, env, uid)
                 if svc == "dashboard":
                     for v in scrape_values(env, rest):
                         parse_scrape(cwhere, v)

@@ -5,14 +5,17 @@
 #define ENR_CONF_H
 
 #include "at_conf.h"
+#include "at_kafka.h"
 
 typedef struct enr_conf_s {
     char *brokers;               /* Kafka bootstrap list */
     char *group;                 /* consumer group id */
     at_conf_list_t kafka_prop;   /* extra librdkafka properties (consumer and producer), name=value */
+    at_kafka_sec_t kafka;        /* TLS / SASL settings (AT_KAFKA_SEC_OPTS) */
     char *topic_raw;
     char *topic_rejected;
-    char *redis;                 /* HOST:PORT */
+    char *redis;                 /* HOST:PORT or redis://[user[:password]@]host[:port][/db] */
+    char *redis_password;        /* secret; instead of a password in --redis */
     int64_t redis_timeout_ms;
     char *mongo;                 /* mongodb:// URI; empty = file sink */
     char *mongo_w;               /* write concern: "majority" or a number */

@@ -148,3 +148,33 @@ long enr_redis_resync(redisContext *rc, enr_cache_t *cache, int64_t now_ms, uint
     }
     return total;
 }
+
+const char *const enr_redis_acl_probes[] = {
+    "HGETALL adtrack:campaign:acl-probe",
+    "EXISTS adtrack:exhausted:acl-probe",
+    "SMEMBERS adtrack:campaigns",
+    "SCRIPT LOAD return",
+    "EVALSHA 0000000000000000000000000000000000000000 1 adtrack:spend:acl-probe",
+    "EVAL return 1 adtrack:spend:acl-probe",
+    /* inside the budget script */
+    "GET adtrack:spend:acl-probe",
+    "SET adtrack:charged:acl-probe 1",
+    "INCR adtrack:acl-probe",
+    "INCRBY adtrack:spend:acl-probe 0",
+    "HINCRBY adtrack:stats:acl-probe f 0",
+    "EXPIRE adtrack:charged:acl-probe 1",
+    "PUBLISH adtrack:coredata acl-probe",
+    /* the subscriber */
+    "SUBSCRIBE adtrack:coredata",
+    NULL,
+};
+
+redisContext *enr_redis_connect(const char *addr, const char *password, int64_t timeout_ms, at_err_t *err)
+{
+    redisContext *rc = at_redis_connect(addr, password, timeout_ms, err);
+    if (rc != NULL && at_redis_check_acl(rc, enr_redis_acl_probes, err) != 0) {
+        redisFree(rc);
+        return NULL;
+    }
+    return rc;
+}

@@ -11,6 +11,19 @@
 #include "at_redis.h"
 #include "enr_cache.h"
 
+/*
+ * Opens an authenticated connection (at_redis_connect()) and checks that the Redis user may
+ * run every command the enricher needs (at_redis_check_acl() with enr_redis_acl_probes), so a
+ * user without, say, EVALSHA or PUBLISH fails here with a message naming the command instead
+ * of at the first budget charge. NULL + @p err (AT_ERR_AUTH for refused credentials or
+ * permissions). The caller frees the context with redisFree().
+ */
+redisContext *enr_redis_connect(const char *addr, const char *password, int64_t timeout_ms, at_err_t *err);
+
+/* The commands (with representative keys and channels) the enricher runs on Redis, directly
+ * or inside its budget script. */
+extern const char *const enr_redis_acl_probes[];
+
 /* One item to fetch into the cache. */
 typedef struct enr_fetch_s {
     enr_kind_t kind;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "at_kafka.h"
 #include "at_log.h"
 
 int64_t enr_mono_ms(void)
@@ -180,6 +181,12 @@ bool enr_server_ready(enr_server_t *srv, const char **why)
 {
     if (atomic_load(&srv->stopping))
         *why = "shutting down";
+    else if (at_kafka_auth_failed(NULL, 0))
+        *why = "kafka refused our credentials or certificate (see the log)";
+    else if (atomic_load(&srv->redis_auth_failed))
+        *why = "redis refused our credentials or permissions (see the log)";
+    else if (atomic_load(&srv->sink_auth_failed))
+        *why = "mongodb refused our credentials or certificate (see the log)";
     else if (!atomic_load(&srv->kafka_ok))
         *why = "kafka not proven reachable";
     else if (!atomic_load(&srv->redis_ok))

@@ -55,6 +55,8 @@ typedef struct enr_server_s {
 
     atomic_bool stopping;
     atomic_bool kafka_ok, redis_ok, sink_ok, sub_ok, paused;
+    atomic_bool redis_auth_failed; /* the last connect was refused: credentials or ACL */
+    atomic_bool sink_auth_failed;  /* the sink probe was refused: credentials or TLS */
     atomic_int assigned;           /* partitions currently assigned */
 
     pthread_t worker_tid, sub_tid, http_tid;

@@ -122,7 +122,10 @@ static int insert_batch(enr_sink_mongo_t *m, mongoc_collection_t *coll, const ch
     if (ok) {
         res->inserted += (size_t)ri.inserted;
     } else if (at_mongo_error_is_transport(&e)) {
-        rc = at_err_set(err, AT_ERR_UNAVAILABLE, "mongo insert %s.%s: %s", ENR_MONGO_DB, cname, e.message);
+        /* at_mongo_fail tells a refused certificate (AT_ERR_AUTH) from an outage. */
+        char what[96];
+        snprintf(what, sizeof(what), "insert %s.%s", ENR_MONGO_DB, cname);
+        rc = at_mongo_fail(what, &e, &reply, err);
     } else if (ri.nother > 0) {
         at_errcode_t code = mongoc_error_has_label(&reply, "RetryableWriteError") ? AT_ERR_UNAVAILABLE
                                                                                   : at_mongo_code_class(ri.other_code);

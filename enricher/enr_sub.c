@@ -63,9 +63,15 @@ static void session(enr_server_t *srv, redisContext *sub, int64_t *backoff)
         at_log(AT_LOG_WARN, "enricher", "subscribe failed", "error", sub->errstr, NULL);
         return;
     }
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* NOPERM for the channel: the ACL user lacks &adtrack:coredata. */
+        at_log(AT_LOG_ERROR, "enricher", "subscribe refused", "channel", SUB_CHANNEL, "error", r->str, NULL);
+        freeReplyObject(r);
+        return;
+    }
     freeReplyObject(r);
 
-    redisContext *cmd = at_redis_connect(srv->conf->redis, srv->conf->redis_timeout_ms, &err);
+    redisContext *cmd = at_redis_connect(srv->conf->redis, srv->conf->redis_password, srv->conf->redis_timeout_ms, &err);
     if (cmd == NULL) {
         at_log(AT_LOG_WARN, "enricher", "resync connection failed", "error", err.msg, NULL);
         return;
@@ -98,7 +104,7 @@ void *enr_sub_main(void *arg)
     at_err_t err;
 
     while (!atomic_load(&srv->stopping)) {
-        redisContext *sub = at_redis_connect(srv->conf->redis, srv->conf->redis_timeout_ms, &err);
+        redisContext *sub = at_redis_connect(srv->conf->redis, srv->conf->redis_password, srv->conf->redis_timeout_ms, &err);
         if (sub != NULL) {
             redisEnableKeepAlive(sub);
             session(srv, sub, &backoff);

@@ -61,6 +61,8 @@ typedef struct imap_s {
 
 typedef struct worker_s {
     enr_server_t *srv;
+    at_log_gate_t redis_gate; /* connect failures: logged once per new message or 30 s */
+    at_log_gate_t sink_gate;  /* sink probe failures, likewise */
     const enr_conf_t *conf;
     rd_kafka_t *rk;                 /* consumer */
     rd_kafka_t *prod;               /* rejected-topic producer */
@@ -190,6 +192,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         rd_kafka_assign(rk, parts);
         set_assigned(w, parts);
         atomic_store(&w->srv->kafka_ok, true);
+        at_kafka_note_ok();
         at_log(AT_LOG_INFO, "enricher", "partitions assigned", "count", n, NULL);
     } else {
         /* Revoked (or an error): whatever is in hand is abandoned uncommitted; the next
@@ -425,6 +428,7 @@ static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
         return NULL;
     }
     atomic_store(&w->srv->kafka_ok, true);
+    at_kafka_note_ok();
     w->last_progress_ms = enr_mono_ms();
     return m;
 }
@@ -574,7 +578,8 @@ static int ensure_redis(worker_t *w, at_err_t *err)
         redisFree(w->rc);
         w->rc = NULL;
     }
-    w->rc = at_redis_connect(w->conf->redis, w->conf->redis_timeout_ms, err);
+    w->rc = enr_redis_connect(w->conf->redis, w->conf->redis_password, w->conf->redis_timeout_ms, err);
+    atomic_store(&w->srv->redis_auth_failed, w->rc == NULL && err->code == AT_ERR_AUTH);
     if (w->rc == NULL)
         return -1;
     at_counter_add(w->srv->stats.redis_commands, 1);
@@ -828,9 +833,11 @@ static int attempt(worker_t *w, int *stage, bool *drop, at_err_t *err)
         if (enr_sink_write(w->srv->sink, (const bson_t *const *)w->events, w->nevents,
                            (const bson_t *const *)w->rejected, w->nrejected, &res, err) != 0) {
             atomic_store(&w->srv->sink_ok, false);
+            atomic_store(&w->srv->sink_auth_failed, err->code == AT_ERR_AUTH);
             return -1;
         }
         atomic_store(&w->srv->sink_ok, true);
+        atomic_store(&w->srv->sink_auth_failed, false);
         at_counter_add(w->srv->stats.sink_inserted, res.inserted);
         at_counter_add(w->srv->stats.sink_duplicates, res.duplicates);
         *stage = ENR_STAGE_KAFKA;
@@ -901,8 +908,13 @@ static void process_batch(worker_t *w)
         at_counter_add(w->srv->stats.retries[stage], 1);
         char bo[32];
         snprintf(bo, sizeof(bo), "%lld", (long long)backoff);
-        at_log(AT_LOG_WARN, "enricher", "batch failed; partitions paused, retrying", "error", err.msg, "backoff_ms", bo,
-               NULL);
+        /* Refused credentials or certificates are configuration errors: error level, so
+         * they are not taken for an outage that retrying will ride out. */
+        at_log(err.code == AT_ERR_AUTH ? AT_LOG_ERROR : AT_LOG_WARN, "enricher",
+               err.code == AT_ERR_AUTH ? "batch failed: a dependency refused our credentials or certificate; partitions "
+                                         "paused, retrying"
+                                       : "batch failed; partitions paused, retrying",
+               "error", err.msg, "backoff_ms", bo, NULL);
         pause_all(w);
         if (atomic_load(&w->srv->stopping)) {
             if (w->stop_deadline == 0)
@@ -959,7 +971,7 @@ static int worker_init(worker_t *w, enr_server_t *srv, at_err_t *err)
                                 * the pipeline's p50 pixel-to-stored 354 ms on devstream, whose
                                 * mock broker waits it out (bench/e2e_latency.sh). */
                                "fetch.wait.max.ms", "25", NULL};
-    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, cdefaults, &conf->kafka_prop, err);
+    rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, &conf->kafka, cdefaults, &conf->kafka_prop, err);
     if (kc == NULL)
         return -1;
     rd_kafka_conf_set_rebalance_cb(kc, on_rebalance);
@@ -978,7 +990,7 @@ static int worker_init(worker_t *w, enr_server_t *srv, at_err_t *err)
                                tmo, NULL};
     /* --kafka-prop is meant for both clients; consumer-only properties would make the
      * producer fail, so it gets only the defaults plus the properties it accepts. */
-    rd_kafka_conf_t *pc = at_kafka_conf_new(conf->brokers, pdefaults, NULL, err);
+    rd_kafka_conf_t *pc = at_kafka_conf_new(conf->brokers, &conf->kafka, pdefaults, &conf->kafka_prop, err);
     if (pc == NULL)
         return -1;
     for (size_t i = 0; i < conf->kafka_prop.count; i++) {
@@ -1049,17 +1061,30 @@ static void probe(worker_t *w)
     at_err_t err;
     if (ensure_redis(w, &err) == 0)
         atomic_store(&w->srv->redis_ok, true);
-    else
-        at_log(AT_LOG_WARN, "enricher", "redis not reachable at start-up; will retry", "error", err.msg, NULL);
+    else if (at_log_gate(&w->redis_gate, err.msg, 30))
+        at_log(err.code == AT_ERR_AUTH ? AT_LOG_ERROR : AT_LOG_WARN, "enricher",
+               err.code == AT_ERR_AUTH ? "redis refused our credentials or permissions; will retry"
+                                       : "redis not reachable; will retry",
+               "error", err.msg, NULL);
     const struct rd_kafka_metadata *md = NULL;
     if (rd_kafka_metadata(w->rk, 0, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         atomic_store(&w->srv->kafka_ok, true);
+        at_kafka_note_ok();
         rd_kafka_metadata_destroy(md);
     }
     if (!atomic_load(&w->srv->sink_ok)) {
         enr_sink_result_t res;
-        if (enr_sink_write(w->srv->sink, NULL, 0, NULL, 0, &res, &err) == 0)
+        if (enr_sink_write(w->srv->sink, NULL, 0, NULL, 0, &res, &err) == 0) {
             atomic_store(&w->srv->sink_ok, true);
+            atomic_store(&w->srv->sink_auth_failed, false);
+        } else {
+            atomic_store(&w->srv->sink_auth_failed, err.code == AT_ERR_AUTH);
+            if (at_log_gate(&w->sink_gate, err.msg, 30))
+                at_log(err.code == AT_ERR_AUTH ? AT_LOG_ERROR : AT_LOG_WARN, "enricher",
+                       err.code == AT_ERR_AUTH ? "the sink refused our credentials or certificate; will retry"
+                                               : "the sink is not reachable; will retry",
+                       "error", err.msg, NULL);
+        }
     }
 }
 

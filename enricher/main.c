@@ -9,6 +9,7 @@
 
 #include "at_log.h"
 #include "at_main.h"
+#include "at_secret.h"
 #include "enr_server.h"
 
 int main(int argc, char **argv)
@@ -32,7 +33,9 @@ int main(int argc, char **argv)
         at_conf_free(&enr_conf_table, &conf);
         return 1;
     }
-    at_log(AT_LOG_INFO, "enricher", "started", "brokers", conf.brokers, "group", conf.group, "redis", conf.redis,
+    char redis[1100];
+    at_log(AT_LOG_INFO, "enricher", "started", "brokers", conf.brokers, "group", conf.group, "redis",
+           at_secret_uri_redact(conf.redis, redis, sizeof(redis)), "kafka_security", conf.kafka.security_protocol,
            "sink", srv->sink->ops->name, NULL);
 
     /* Wait for a signal, or for the worker to give up at start-up (it sets stopping). */

@@ -9,12 +9,16 @@
 #       proxy, pinned by tools/ferretdb/go.sum) into the cache. Idempotent. Prints the binary.
 #   scripts/ferretdb.sh check
 #       Exit 0 if built, 3 if not.
-#   scripts/ferretdb.sh start --dir DIR [--port P] [--timeout SEC] [--owner-pid PID]
+#   scripts/ferretdb.sh start --dir DIR [--port P] [--timeout SEC] [--owner-pid PID] [--tls]
 #       Starts it with its SQLite files in DIR/data, waits (bounded) until it accepts
 #       connections, and prints the URI (mongodb://127.0.0.1:PORT, no path) as the first
 #       stdout line and into DIR/uri. On a DIR where it runs already, only prints the URI;
 #       on a stopped one, starts again on the same port with the data kept. With
 #       --owner-pid, a watchdog SIGKILLs it once PID is gone.
+#       --tls: also a TLS listener on another free port, with a test CA and server certificate
+#       made by openssl in DIR/tls/ (ca.pem; other-ca.pem signed nothing: for "untrusted"
+#       tests); its URI (mongodb://127.0.0.1:TLSPORT/?tls=true&tlsCAFile=DIR/tls/ca.pem) goes
+#       to DIR/tls_uri. The first stdout line stays the plain URI. docs/SECURITY.md.
 #   scripts/ferretdb.sh stop --dir DIR [--timeout SEC] [--kill]
 #       SIGTERM, SIGKILL after SEC (default 10). DIR is kept.
 #   scripts/ferretdb.sh status|uri --dir DIR
@@ -122,12 +126,21 @@ cmd_start() {
         port=$(infra_free_ports 1)
     fi
     echo "$port" > "$DIR/port"
+    local tls_args=()
+    if [[ $TLS -eq 1 ]]; then
+        local tport
+        if [[ -s $DIR/tls_port ]]; then tport=$(< "$DIR/tls_port"); else tport=$(infra_free_ports 1); fi
+        echo "$tport" > "$DIR/tls_port"
+        infra_make_certs "$DIR/tls" ferretdb || die "making the test certificates failed"
+        tls_args=(--tls-listen "127.0.0.1:$tport" --tls-cert "$DIR/tls/ferretdb.pem" --tls-key "$DIR/tls/ferretdb.key")
+        echo "mongodb://127.0.0.1:$tport/?tls=true&tlsCAFile=$DIR/tls/ca.pem" > "$DIR/tls_uri"
+    fi
     mkdir -p "$DIR/data"
     rm -f "$DIR/uri" "$DIR/stdout"
     # All three standard streams redirected: a caller reading our output (ts_run) sees EOF
     # when this script exits. setsid: out of the caller's process group. 9>&-: not the start
     # lock, or every later `start` on this directory would wait for the server to exit.
-    setsid "$BIN" --listen "127.0.0.1:$port" --dir "$DIR/data" --log-level "${ADTRACK_FERRETDB_LOG_LEVEL:-warn}" \
+    setsid "$BIN" --listen "127.0.0.1:$port" --dir "$DIR/data" --log-level "${ADTRACK_FERRETDB_LOG_LEVEL:-warn}" "${tls_args[@]}" \
         < /dev/null > "$DIR/stdout" 2>> "$DIR/ferretdb.log" 9>&- &
     pid=$!
     echo "$pid" > "$DIR/pid"
@@ -206,11 +219,12 @@ cmd_status() {
 [[ $# -ge 1 ]] || usage "no command"
 CMD=$1
 shift
-DIR="" PORT="" TIMEOUT="" OWNER="" KILL=0
+DIR="" PORT="" TIMEOUT="" OWNER="" KILL=0 TLS=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
     --port) PORT=${2:?}; shift 2 ;;
+    --tls) TLS=1; shift ;;
     --timeout) TIMEOUT=${2:?}; shift 2 ;;
     --owner-pid) OWNER=${2:?}; shift 2 ;;
     --kill) KILL=1; shift ;;

@@ -19,6 +19,14 @@ binaries=(adtrack-collector adtrack-enricher adtrack-coredata adtrack-loadtest a
     echo "and comma-separated in the environment; the first command-line value replaces the environment's"
     echo "list. Use the flag form for values that contain commas. Invalid values stop the program with"
     echo "exit code 2 and a message naming the option and the accepted range."
+    echo
+    cat <<'EOF'
+Secrets (tokens, keys, passwords, URIs with a password) have a `--name-file PATH` /
+`ADTRACK_NAME_FILE` variant, listed below each of them: the value is read from the file, which
+must not be readable by other users; a trailing newline is ignored, and a list takes one value per
+line. Keep secrets off command lines, where every user of the machine can read them: a service
+warns about one given there and overwrites it in its argv. See [SECURITY.md](SECURITY.md).
+EOF
     for b in "${binaries[@]}"; do
         if [ -x "$bin_dir/$b" ]; then
             echo

@@ -53,3 +53,35 @@ infra_pid_is() {
 
 # infra_rss_kb PID: resident set size in KiB (VmRSS), or nothing.
 infra_rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2> /dev/null || true; }
+
+# infra_make_certs DIR [NAME]: a throw-away test PKI made with openssl in DIR (created), for
+# the TLS tests (docs/SECURITY.md): ca.pem/ca.key (a CA), NAME.pem/NAME.key (a server
+# certificate signed by it for 127.0.0.1 and localhost; NAME defaults to server),
+# NAME.chain.pem (key then certificate, for servers that want one file), and other-ca.pem (a
+# second CA that signed nothing here: "untrusted" tests point clients at it). Keys are
+# unencrypted PKCS#8 and mode 0600. Idempotent: an existing ca.pem is kept and reused.
+infra_make_certs() {
+    local dir=$1 name=${2:-server}
+    mkdir -p "$dir"
+    (
+        set -e
+        cd "$dir"
+        umask 077
+        if [[ ! -s ca.pem ]]; then
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \
+                -subj "/CN=adtrack test CA" -addext basicConstraints=critical,CA:TRUE \
+                -addext keyUsage=critical,keyCertSign,cRLSign 2> /dev/null
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 30 \
+                -subj "/CN=adtrack other CA" 2> /dev/null
+        fi
+        if [[ ! -s $name.pem ]]; then
+            openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "/CN=$name" 2> /dev/null
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' > "$name.ext"
+            openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+                -extfile "$name.ext" -out "$name.pem" 2> /dev/null
+            cat "$name.key" "$name.pem" > "$name.chain.pem"
+            rm -f "$name.csr" "$name.ext"
+        fi
+        chmod 0644 ca.pem other-ca.pem "$name.pem"
+    )
+}

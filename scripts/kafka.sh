@@ -11,6 +11,7 @@
 #       Exit 0 if installed (and Java 17+ is there), 3 if not. Starts no JVM.
 #   scripts/kafka.sh start --dir DIR [--nodes 1|3] [--no-topics] [--profile test|production]
 #                          [--partitions NAME=N]... [--heap SIZE] [--timeout SEC] [--owner-pid PID]
+#                          [--sasl-ssl]
 #       Formats the KRaft storage (first time only), starts the nodes and waits (bounded)
 #       until every broker is registered, the adtrack topics of deploy/topics.conf exist with
 #       every partition fully replicated, and the group coordinator answers. The first
@@ -18,6 +19,13 @@
 #       stopped, the same cluster (data kept) starts again; on a running one it only prints
 #       the bootstrap list. With --owner-pid, a watchdog SIGKILLs the nodes once PID is gone,
 #       so a test that dies leaves no broker behind.
+#       --sasl-ssl (on a new DIR): every node also gets a SASL_SSL listener, as MSK and
+#       Confluent Cloud have, with a test CA and broker certificate made by openssl in
+#       DIR/tls/ (ca.pem; other-ca.pem signed nothing: for "untrusted" tests), SCRAM-SHA-512
+#       user adtrack-scram (added at format time, StorageTool --add-scram) and PLAIN user
+#       adtrack-plain, random passwords in DIR/sasl/scram.password and plain.password (0600).
+#       Its bootstrap list is in DIR/sasl_ssl.bootstrap (the first stdout line stays the
+#       PLAINTEXT one, which the admin steps and inter-broker traffic use). docs/SECURITY.md.
 #   scripts/kafka.sh stop --dir DIR [--timeout SEC] [--kill]
 #       SIGTERM to every node (controlled shutdown), SIGKILL to what is left after SEC
 #       (default 30); --kill sends SIGKILL at once. DIR (data, logs) is kept.
@@ -175,9 +183,10 @@ tail_logs() { # tail_logs <node>: the end of a node's logs, for a failure messag
 }
 
 write_cluster() {
-    local ports voters="" bootstrap="" n p c i=0
-    read -r -a ports <<< "$(infra_free_ports $((2 * NODES)))"
-    [[ ${#ports[@]} -eq $((2 * NODES)) ]] || die "could not find $((2 * NODES)) free ports"
+    local ports voters="" bootstrap="" sbootstrap="" n p c sp i=0 per=2
+    [[ $SASL_SSL -eq 1 ]] && per=3
+    read -r -a ports <<< "$(infra_free_ports $((per * NODES)))"
+    [[ ${#ports[@]} -eq $((per * NODES)) ]] || die "could not find $((per * NODES)) free ports"
     # A random UUID in Kafka's form (URL-safe base64, no padding). One starting with '-'
     # would be read as an option by StorageTool's argument parser (1 in 64): Kafka's own
     # Uuid.randomUuid() skips those too.
@@ -193,30 +202,57 @@ write_cluster() {
         echo "MIN_ISR=$MIN_ISR"
         for ((n = 1; n <= NODES; n++)); do
             p=${ports[i]} c=${ports[i + 1]}
-            i=$((i + 2))
             echo "PORT_$n=$p"
             echo "CPORT_$n=$c"
+            if [[ $SASL_SSL -eq 1 ]]; then
+                sp=${ports[i + 2]}
+                echo "SPORT_$n=$sp"
+                sbootstrap+="${sbootstrap:+,}127.0.0.1:$sp"
+            fi
+            i=$((i + per))
             voters+="${voters:+,}$n@127.0.0.1:$c"
             bootstrap+="${bootstrap:+,}127.0.0.1:$p"
         done
         echo "VOTERS=$voters"
         echo "BOOTSTRAP=$bootstrap"
+        echo "SASL_SSL=$SASL_SSL"
+        echo "SASL_BOOTSTRAP=$sbootstrap"
     } > "$DIR/cluster.env.tmp"
     mv "$DIR/cluster.env.tmp" "$DIR/cluster.env"
     load_cluster
+    local scram_pw="" plain_pw="" format_extra=()
+    if [[ $SASL_SSL -eq 1 ]]; then
+        infra_make_certs "$DIR/tls" broker || die "making the test certificates failed"
+        mkdir -p "$DIR/sasl"
+        chmod 0700 "$DIR/sasl"
+        scram_pw=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+        plain_pw=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+        (umask 077 && printf '%s\n' "$scram_pw" > "$DIR/sasl/scram.password" &&
+            printf '%s\n' "$plain_pw" > "$DIR/sasl/plain.password")
+        format_extra=(--add-scram "SCRAM-SHA-512=[name=adtrack-scram,password=$scram_pw]")
+        echo "$SASL_BOOTSTRAP" > "$DIR/sasl_ssl.bootstrap"
+    fi
     for ((n = 1; n <= NODES; n++)); do
-        local port_var=PORT_$n cport_var=CPORT_$n node="$DIR/node-$n"
+        local port_var=PORT_$n cport_var=CPORT_$n sport_var=SPORT_$n node="$DIR/node-$n"
+        local listeners="PLAINTEXT://127.0.0.1:${!port_var},CONTROLLER://127.0.0.1:${!cport_var}"
+        local advertised="PLAINTEXT://127.0.0.1:${!port_var}" protomap="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if [[ $SASL_SSL -eq 1 ]]; then
+            listeners+=",SASL_SSL://127.0.0.1:${!sport_var}"
+            advertised+=",SASL_SSL://127.0.0.1:${!sport_var}"
+            protomap+=",SASL_SSL:SASL_SSL"
+        fi
         mkdir -p "$node/data" "$node/logs"
+        (umask 077 && : > "$node/server.properties")
         cat > "$node/server.properties" <<EOF
 # Written by scripts/kafka.sh: node $n of $NODES, combined broker and controller (KRaft).
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$VOTERS
-listeners=PLAINTEXT://127.0.0.1:${!port_var},CONTROLLER://127.0.0.1:${!cport_var}
-advertised.listeners=PLAINTEXT://127.0.0.1:${!port_var}
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protomap
 log.dirs=$node/data
 
 # Replication as in production (docs/DEPLOY.md): with 3 nodes every partition has 3 replicas
@@ -251,6 +287,19 @@ log.cleaner.threads=1
 log.cleaner.backoff.ms=1000
 log.cleaner.dedupe.buffer.size=16777216
 EOF
+        if [[ $SASL_SSL -eq 1 ]]; then
+            cat >> "$node/server.properties" <<EOF
+
+# --sasl-ssl: the listener the clients under test use (SCRAM-SHA-512 and PLAIN over TLS).
+# SCRAM credentials live in the cluster metadata (added at format time); PLAIN users are
+# listed here. The keystore is one PEM file: unencrypted PKCS#8 key, then the certificate.
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_adtrack-plain="$plain_pw";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$DIR/tls/broker.chain.pem
+EOF
+        fi
     done
     # Format every node's storage (in parallel: each is a JVM start).
     local pids=() rc=0
@@ -258,7 +307,7 @@ EOF
         "$JAVA" -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
             -Dlog4j2.configurationFile="$ROOT/tools/kafka/log4j2-cli.xml" \
             -cp "$HOME_DIR/libs/*" kafka.tools.StorageTool format --ignore-formatted \
-            -t "$CLUSTER_ID" -c "$DIR/node-$n/server.properties" > "$DIR/node-$n/logs/format.log" 2>&1 &
+            -t "$CLUSTER_ID" -c "$DIR/node-$n/server.properties" "${format_extra[@]}" > "$DIR/node-$n/logs/format.log" 2>&1 &
         pids+=($!)
     done
     for ((n = 1; n <= NODES; n++)); do
@@ -484,7 +533,7 @@ cmd_status() {
 [[ $# -ge 1 ]] || usage "no command"
 CMD=$1
 shift
-DIR="" WANT_NODES="" NODE="" TOPIC="" TOPICS=1 PROFILE=test HEAP="" TIMEOUT="" OWNER="" KILL=0 WAIT_ISR=1
+DIR="" WANT_NODES="" NODE="" TOPIC="" TOPICS=1 PROFILE=test HEAP="" TIMEOUT="" OWNER="" KILL=0 WAIT_ISR=1 SASL_SSL=0
 PARTITIONS=()
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -500,6 +549,7 @@ while [[ $# -gt 0 ]]; do
     --kill) KILL=1; shift ;;
     --topic) TOPIC=${2:?}; shift 2 ;;
     --no-wait-isr) WAIT_ISR=0; shift ;;
+    --sasl-ssl) SASL_SSL=1; shift ;;
     *) usage "unknown argument $1" ;;
     esac
 done

@@ -1,7 +1,7 @@
 /*
  * adtrack: the command-line client of the core-data admin API.
  *
- *   adtrack [--api URL] [--token T] <command>
+ *   adtrack [--api URL] [--token-file PATH | --token T] <command>
  *     campaign  put FILE|-  |  get ID  |  list [--limit N] [--after ID] [--all]  |  delete ID
  *               pause ID  |  resume ID  |  budget ID --topup N | --set N
  *     publisher put FILE|-  |  get ID  |  list [...]  |  delete ID
@@ -13,7 +13,8 @@
  *
  * Prints the API's JSON on stdout. Exit status: 0 success, 1 the API refused (its error
  * and every field problem go to stderr), 2 usage, 3 the API could not be reached.
- * --api / --token also come from ADTRACK_API / ADTRACK_TOKEN (the config table).
+ * --api / --token also come from ADTRACK_API / ADTRACK_TOKEN, and the token from a file with
+ * --token-file / ADTRACK_TOKEN_FILE (the config table; docs/SECURITY.md).
  */
 #include <bson/bson.h>
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 
 #include "at_conf.h"
+#include "at_main.h"
 #include "cli_http.h"
 #include "up.h"
 
@@ -34,7 +36,8 @@ typedef struct cli_conf_s {
 
 static const at_conf_opt_t cli_opts[] = {
     {"api", AT_CONF_STR, C(api), 1, 2048, "http://127.0.0.1:8090", "Base URL of the adtrack-coredata admin API."},
-    {"token", AT_CONF_STR, C(token), 0, 512, "", "Bearer token (an --admin-token of the service for writes)."},
+    {"token", AT_CONF_STR | AT_CONF_SECRET, C(token), 0, 512, "",
+     "Bearer token (an --admin-token of the service for writes; a --read-token for reads)."},
     {"timeout-ms", AT_CONF_INT, C(timeout_ms), 100, 600000, "10000", "How long one API call may take."},
 };
 
@@ -342,9 +345,15 @@ static int cmd_seed_demo(void)
 
 static bool is_conf_opt(const char *name, size_t len)
 {
-    for (size_t i = 0; i < cli_table.nopts; i++)
-        if (strlen(cli_opts[i].name) == len && memcmp(cli_opts[i].name, name, len) == 0)
+    for (size_t i = 0; i < cli_table.nopts; i++) {
+        size_t n = strlen(cli_opts[i].name);
+        if (n == len && memcmp(cli_opts[i].name, name, len) == 0)
             return true;
+        /* --token-file: the file variant of a secret option (at_conf.h) */
+        if (AT_CONF_HAS_FILE(&cli_opts[i]) && len == n + 5 && memcmp(cli_opts[i].name, name, n) == 0 &&
+            memcmp(name + n, "-file", 5) == 0)
+            return true;
+    }
     return len == 4 && memcmp(name, "help", 4) == 0;
 }
 
@@ -400,6 +409,8 @@ int main(int argc, char **argv)
     }
     at_err_t err = {0};
     int rc = at_conf_load(&cli_table, &conf, cargc, cargv, environ, stdout, &err);
+    if (rc == 0)
+        at_main_secrets(&cli_table, &conf, cargc, cargv);
     free(cargv);
     if (rc == AT_CONF_EXIT_HELP)
         return 0;

@@ -37,6 +37,8 @@
 #include "at_fs.h"
 #include "at_hmac.h"
 #include "at_log.h"
+#include "at_main.h"
+#include "at_secret.h"
 #include "cli_http.h"
 #include "sup.h"
 
@@ -72,7 +74,7 @@ typedef struct up_conf_s {
 static const at_conf_opt_t up_opts[] = {
     {"data-dir", AT_CONF_STR, U(data_dir), 1, 3800, "data",
      "Directory of everything the run keeps: logs/, the Redis AOF, coredata's store, the enrichers' file sinks, the "
-     "collector's spool, the admin token and the click key. Created when missing."},
+     "collector's spool, the admin and dashboard tokens and the click key. Created when missing."},
     {"enrichers", AT_CONF_INT, U(enrichers), 1, UP_MAX_ENRICHERS, "1",
      "Enricher processes (one consumer group; more than --partitions leaves some idle)."},
     {"listen", AT_CONF_STR, U(listen), 1, 256, "127.0.0.1:8080",
@@ -83,9 +85,10 @@ static const at_conf_opt_t up_opts[] = {
      "The live dashboard's address (when adtrack-dashboard was built), HOST:PORT; port 0 picks a free one."},
     {"brokers", AT_CONF_STR, U(brokers), 0, 4096, "",
      "Kafka bootstrap servers of a real cluster; empty: start adtrack-devstream (in memory, development only)."},
-    {"redis", AT_CONF_STR, U(redis), 0, 300, "",
-     "A running Redis, HOST:PORT; empty: start redis-server on a free port with its data in the data directory."},
-    {"mongo", AT_CONF_STR, U(mongo), 0, 4096, "",
+    {"redis", AT_CONF_STR | AT_CONF_CREDS, U(redis), 0, 1024, "",
+     "A running Redis, HOST:PORT or redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]; empty: start redis-server on a free "
+     "port with its data in the data directory."},
+    {"mongo", AT_CONF_STR | AT_CONF_CREDS, U(mongo), 0, 4096, "",
      "MongoDB URI for coredata's store and the enrichers' sink; empty: the file store and file sinks in the data "
      "directory."},
     {"partitions", AT_CONF_INT, U(partitions), 1, 256, "4", "Partitions of each topic of the devstream."},
@@ -148,11 +151,12 @@ typedef struct up_s {
     char bin_dir[PATH_MAX];
     char dir[PATH_MAX]; /* absolute data directory */
     char brokers[4096]; /* current bootstrap list */
-    char redis_addr[320];
+    char redis_addr[1100];
     char listen[300], admin_listen[300], dashboard_listen[300];
     char collector_url[320], admin_url[320], dashboard_url[320]; /* http://host:port to connect to */
     char enricher_listen[UP_MAX_ENRICHERS][64];
     char token[33];
+    char dash_token[49];
     char click_key[65];
     int ctl_fd; /* devstream's stdin fifo, held read-write */
     int lock_fd;
@@ -458,11 +462,12 @@ static int prep_coredata(sup_child_t *c, void *opaque, at_err_t *err)
     strv_t a = {0}, e = {0};
     sv_bin(up, &a, "adtrack-coredata");
     sv_addf(&a, "--listen=%s", up->admin_listen);
+    /* The URIs go through the environment too: they may hold passwords. */
     if (up->conf.mongo[0] != '\0')
-        sv_addf(&a, "--mongo=%s", up->conf.mongo);
+        sv_addf(&e, "ADTRACK_MONGO=%s", up->conf.mongo);
     else
         sv_addf(&a, "--data-dir=%s/coredata", up->dir);
-    sv_addf(&a, "--redis=%s", up->redis_addr);
+    sv_addf(&e, "ADTRACK_REDIS=%s", up->redis_addr);
     sv_addf(&a, "--brokers=%s", up->brokers);
     sv_addf(&a, "--log-level=%s", up->conf.log_level);
     sv_add_list(&a, &up->conf.coredata_arg);
@@ -494,12 +499,12 @@ static int prep_enricher(sup_child_t *c, void *opaque, at_err_t *err)
     strv_t a = {0}, e = {0};
     sv_bin(up, &a, "adtrack-enricher");
     sv_addf(&a, "--brokers=%s", up->brokers);
-    sv_addf(&a, "--redis=%s", up->redis_addr);
+    sv_addf(&e, "ADTRACK_REDIS=%s", up->redis_addr);
     sv_addf(&a, "--listen=%s", up->enricher_listen[i]);
     /* One sink directory per enricher: the file sink's duplicate window is per directory
      * (docs/ENRICHER.md, "Several enrichers"). */
     if (up->conf.mongo[0] != '\0')
-        sv_addf(&a, "--mongo=%s", up->conf.mongo);
+        sv_addf(&e, "ADTRACK_MONGO=%s", up->conf.mongo);
     else
         sv_addf(&a, "--data-dir=%s/sink/%s", up->dir, c->name);
     sv_addf(&a, "--log-level=%s", up->conf.log_level);
@@ -516,7 +521,10 @@ static int prep_dashboard(sup_child_t *c, void *opaque, at_err_t *err)
     sv_bin(up, &a, "adtrack-dashboard");
     sv_addf(&a, "--listen=%s", up->dashboard_listen);
     if (up->dash_redis)
-        sv_addf(&a, "--redis=%s", up->redis_addr);
+        sv_addf(&e, "ADTRACK_REDIS=%s", up->redis_addr);
+    /* The page shows every campaign's spend: the dashboard asks for this token (printed as
+     * the path of dashboard.token, never as the value). */
+    sv_addf(&e, "ADTRACK_AUTH_TOKEN=%s", up->dash_token);
     if (up->dash_scrape) {
         sv_addf(&a, "--scrape=collector=%s/metrics", up->collector_url);
         for (int64_t i = 0; i < up->conf.enrichers; i++)
@@ -1247,11 +1255,17 @@ static int prepare_data_dir(up_t *up)
     if (ftruncate(up->lock_fd, 0) != 0 || write(up->lock_fd, pid, (size_t)len) != len)
         return -1;
 
-    /* A fresh admin token every run; the click key is kept, so signed click links made by
+    /* A fresh admin and dashboard token every run; the click key is kept, so signed click links made by
      * an earlier run stay valid. */
     random_hex(up->token, 16);
     path_join(p, sizeof(p), up->dir, "admin.token");
     if (write_secret(p, up->token) != 0) {
+        fprintf(stderr, "adtrack up: %s: %s\n", p, strerror(errno));
+        return -1;
+    }
+    random_hex(up->dash_token, 24);
+    path_join(p, sizeof(p), up->dir, "dashboard.token");
+    if (write_secret(p, up->dash_token) != 0) {
         fprintf(stderr, "adtrack up: %s: %s\n", p, strerror(errno));
         return -1;
     }
@@ -1394,6 +1408,7 @@ static void print_banner(const up_t *up)
     static const char dest[] = "https://acme.example/spring";
     at_hmac_sign(up->click_key, strlen(up->click_key), dest, strlen(dest), sig);
     bool files = up->conf.mongo[0] == '\0';
+    char redacted[4200];
     FILE *o = stdout;
     fprintf(o, "\nadtrack is up. Ctrl-C (or SIGTERM) stops everything, collector first.\n\n");
     fprintf(o, "  Pixel endpoint   %s/t.gif   (also /c clicks, POST /v1/events beacons)\n", col);
@@ -1403,7 +1418,7 @@ static void print_banner(const up_t *up)
     else
         fprintf(o, "  Demo page        (this collector has no --demo-page option)\n");
     if (up->with_dashboard)
-        fprintf(o, "  Dashboard        %s/\n", up->dashboard_url);
+        fprintf(o, "  Dashboard        %s/   (sign in with the token in %s/dashboard.token)\n", up->dashboard_url, d);
     else
         fprintf(o, "  Dashboard        (adtrack-dashboard is not built)\n");
     fprintf(o, "  Admin API        %s   token: %s/admin.token%s\n", up->admin_url, d,
@@ -1413,7 +1428,8 @@ static void print_banner(const up_t *up)
         fprintf(o, "  Stored events    %s/sink/enricher-*/events-*.jsonl\n", d);
         fprintf(o, "  Rejected events  %s/sink/enricher-*/rejected-*.jsonl   (each with its \"reason\")\n", d);
     } else {
-        fprintf(o, "  Stored events    MongoDB %s: adtrack.events, rejected in adtrack.rejected\n", up->conf.mongo);
+        fprintf(o, "  Stored events    MongoDB %s: adtrack.events, rejected in adtrack.rejected\n",
+                at_secret_uri_redact(up->conf.mongo, redacted, sizeof(redacted)));
         if (up->with_ferretdb)
             fprintf(o, "  FerretDB         data and log in %s/ferretdb   (scripts/ferretdb.sh; core data in "
                        "adtrack.campaigns, adtrack.publishers)\n",
@@ -1430,7 +1446,8 @@ static void print_banner(const up_t *up)
     } else {
         fprintf(o, "  Kafka            %s\n", up->brokers);
     }
-    fprintf(o, "  Redis            %s%s\n\n", up->redis_addr, up->with_redis ? "   (AOF in redis/)" : "");
+    fprintf(o, "  Redis            %s%s\n\n", at_secret_uri_redact(up->redis_addr, redacted, sizeof(redacted)),
+            up->with_redis ? "   (AOF in redis/)" : "");
     fprintf(o, "Try it (curl's own User-Agent is rejected as a bot, so pretend to be a browser):\n");
     fprintf(o, "  UA='Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 "
                "Safari/537.36'\n");
@@ -1443,7 +1460,7 @@ static void print_banner(const up_t *up)
         fprintf(o, "  tail -f %s/sink/enricher-*/events-*.jsonl      # enriched: names, price_micros, device\n", d);
         fprintf(o, "  tail -f %s/sink/enricher-*/rejected-*.jsonl\n", d);
     }
-    fprintf(o, "  %s --api %s --token \"$(cat %s/admin.token)\" campaign pause camp-acme-spring\n", up->self,
+    fprintf(o, "  %s --api %s --token-file %s/admin.token campaign pause camp-acme-spring\n", up->self,
             up->admin_url, d);
     if (files) {
         fprintf(o, "\nLoad the stored events into MongoDB unchanged:\n");
@@ -1495,6 +1512,7 @@ int up_main(int argc, char **argv)
         return 2;
     }
     at_log_set_level(level);
+    at_main_secrets(&up_table, &up->conf, argc, argv);
     if (resolve_real(up) != 0) {
         at_conf_free(&up_table, &up->conf);
         return 2;

@@ -45,6 +45,7 @@
 #define NCAMP 40
 #define MAXW 400000
 #define ADMIN "chaos-admin-token"
+#define DASH_TOKEN "chaos-dashboard-token-0123456789"
 #define CHANGES "adtrack.coredata.changes"
 
 static void sleep_ms(int ms)
@@ -191,7 +192,8 @@ static void test_coredata__acknowledged_writes_reach_every_subscriber(void **sta
     snprintf(dlisten, sizeof(dlisten), "127.0.0.1:%d", dport);
     char *dargv[] = {dbin, "--listen", dlisten, "--redis", raddr, "--poll-ms", "200", "--redis-timeout-ms", "500",
                      "--log-level", "error", NULL};
-    assert_int_equal(ts_spawn(&dash, dargv, NULL, false, 0), 0);
+    char *denv[] = {"ADTRACK_AUTH_TOKEN=" DASH_TOKEN, NULL};
+    assert_int_equal(ts_spawn(&dash, dargv, denv, false, 0), 0);
     assert_int_equal(ts_wait_port(dport, 30000), 0);
 
     writer_t *w = calloc(1, sizeof(*w));
@@ -327,7 +329,8 @@ static void test_coredata__acknowledged_writes_reach_every_subscriber(void **sta
     while (wrong > 0) {
         ts_http_resp_t r = {0};
         wrong = 0;
-        if (ts_http(dport, "GET", "/api/snapshot", NULL, NULL, 0, &r, 5000) == 0 && r.status == 200) {
+        if (ts_http(dport, "GET", "/api/snapshot", "Authorization: Bearer " DASH_TOKEN "\r\n", NULL, 0, &r, 5000) == 0 &&
+            r.status == 200) {
             for (int k = 0; k < NCAMP; k++) {
                 char want[64];
                 snprintf(want, sizeof(want), "\"chaos-%d #%u\"", k, w->last_seq[k]);

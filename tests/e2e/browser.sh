@@ -55,6 +55,7 @@ for _ in $(seq 1 600); do
 done
 grep -q '^adtrack is up' "$out/up.out" || fail "adtrack up printed no banner within 60 s"
 
+DASHBOARD_TOKEN_FILE=$data/dashboard.token \
 COLLECTOR_URL=http://127.0.0.1:$cport DASHBOARD_URL=http://127.0.0.1:$dport SINK_DIR=$data/sink \
     ARTIFACT_DIR=$out CHROMIUM=$chromium timeout 180 node "$dir/demo.test.mjs" 2>&1 | tee "$out/browser.log"
 rc=${PIPESTATUS[0]}

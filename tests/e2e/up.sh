@@ -114,6 +114,16 @@ curl -sf "$col/tracker.js" >/dev/null || fail "tracker.js not served"
 if [[ -x "$bin/adtrack-dashboard" ]]; then
     grep -q "Dashboard *http://127.0.0.1:$dport/" "$tmp/up1.out" || fail "banner lacks the dashboard URL"
     curl -sf "http://127.0.0.1:$dport/readyz" >/dev/null || fail "dashboard not ready"
+    # The dashboard asks for the token adtrack up wrote (0600) and names in its banner.
+    grep -q "sign in with the token in $data/dashboard.token" "$tmp/up1.out" || fail "banner does not say where the dashboard token is"
+    [[ "$(stat -c %a "$data/dashboard.token")" == 600 ]] || fail "dashboard.token is not mode 0600"
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$dport/api/snapshot")" == 401 ]] ||
+        fail "dashboard answers without a token"
+    curl -sf -H "Authorization: Bearer $(cat "$data/dashboard.token")" "http://127.0.0.1:$dport/api/snapshot" >/dev/null ||
+        fail "dashboard refuses its own token"
+    if grep -qF "$(cat "$data/dashboard.token")" "$tmp/up1.out" "$tmp/up1.err" "$data"/logs/*.log; then
+        fail "the dashboard token is printed or logged"
+    fi
 fi
 if "$bin/adtrack-collector" --help | grep -q -- '--demo-page '; then
     grep -q "Demo page *$col/demo/" "$tmp/up1.out" || fail "banner lacks the demo page URL"
@@ -130,7 +140,7 @@ done
 echo "ok: 5 pixels stored, enriched with price and names"
 
 # ---- 2. pause through the admin API: rejected within a second ----
-"$bin/adtrack" --api "$api" --token "$token" campaign pause camp-acme-spring >"$tmp/pause.json" ||
+"$bin/adtrack" --api "$api" --token-file "$data/admin.token" campaign pause camp-acme-spring >"$tmp/pause.json" ||
     fail "campaign pause failed"
 paused_at=$(now_ms)
 grep -q '"status" : "paused"' "$tmp/pause.json" || fail "pause answer: $(cat "$tmp/pause.json")"

@@ -4,7 +4,8 @@
 # change PUBLISHed on adtrack:coredata reaches an SSE client (curl -N) as `event: change`
 # within a second, /events streams snapshots, the scraped target shows in pipeline health
 # (and a dead one as down), Redis killed -> /readyz 503, restarted -> 200 and counts back.
-# Every wait is a poll with a deadline.
+# Every request carries the dashboard's token (Bearer), which it reads from a file; without
+# it the page, the API and the stream answer 401. Every wait is a poll with a deadline.
 set -euo pipefail
 bin=${ADTRACK_BIN_DIR:?}
 tmp=$(mktemp -d "${ADTRACK_TEST_TMP:-/tmp}/dashboard-live.XXXXXX")
@@ -23,7 +24,7 @@ fail() {
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { date +%s%3N; }
 # json EXPR: evaluates a Python expression over the snapshot `s`; prints the result.
-json() { curl -sf "http://127.0.0.1:$dport/api/snapshot" | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
+json() { curl -sf -H "$authz" "http://127.0.0.1:$dport/api/snapshot" | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
 # wait_for SECONDS 'SHELL CONDITION': evaluates the condition every 100 ms until it holds
 # (evaluated afresh each time, so command substitutions inside it are re-run).
 wait_for() {
@@ -60,11 +61,42 @@ pids+=($!)
 dead=$(port)
 
 dport=$(port)
-"$bin/adtrack-dashboard" --listen "127.0.0.1:$dport" --redis "127.0.0.1:$rport" --poll-ms 250 \
+# The dashboard's access token comes from a file (mode 0600), as in production.
+tok=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+authz="Authorization: Bearer $tok"
+(umask 077 && printf '%s\n' "$tok" > "$tmp/dashboard.token")
+ADTRACK_AUTH_TOKEN_FILE="$tmp/dashboard.token" "$bin/adtrack-dashboard" --listen "127.0.0.1:$dport" --redis "127.0.0.1:$rport" --poll-ms 250 \
     --scrape "collector=http://127.0.0.1:$mport/metrics" --scrape "gone=http://127.0.0.1:$dead/metrics" \
     --log-level info 2>"$tmp/dash.err" &
 pids+=($!)
 wait_for 10 'curl -sf "http://127.0.0.1:$dport/healthz"' || fail "dashboard did not start"
+
+# 0. without the token: 401 on the page, the API and the stream; probes and /metrics stay open
+code_of() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+for path in / /api/snapshot /events /dashboard.js; do
+    [ "$(code_of "http://127.0.0.1:$dport$path")" = 401 ] || fail "$path without a token is not 401"
+    [ "$(code_of -H "Authorization: Bearer wrong-$tok" "http://127.0.0.1:$dport$path")" = 401 ] || fail "$path with a wrong token is not 401"
+done
+for path in /healthz /metrics /login; do
+    [ "$(code_of "http://127.0.0.1:$dport$path")" = 200 ] || fail "$path should be open"
+done
+
+# 0b. --auth none (behind an authenticating proxy): no check, and a warning; with a token
+# as well, it refuses to start rather than ignore one of the two
+nport=$(port)
+"$bin/adtrack-dashboard" --listen "127.0.0.1:$nport" --redis "127.0.0.1:$rport" --auth none 2>"$tmp/dash-none.err" &
+pids+=($!)
+wait_for 10 'curl -sf "http://127.0.0.1:$nport/healthz"' || fail "dashboard --auth none did not start"
+[ "$(code_of "http://127.0.0.1:$nport/api/snapshot")" != 401 ] || fail "--auth none still asks for a token"
+grep -q '"level":"warn".*--auth none' "$tmp/dash-none.err" || fail "--auth none without a warning"
+if ADTRACK_AUTH_TOKEN=some-token-0123456789 timeout 10 "$bin/adtrack-dashboard" --listen 127.0.0.1:0 \
+    --redis "127.0.0.1:$rport" --auth none >/dev/null 2>&1; then
+    fail "--auth none with a token started"
+fi
+if timeout 10 "$bin/adtrack-dashboard" --listen 127.0.0.1:0 --redis "127.0.0.1:$rport" >/dev/null 2>"$tmp/dash-notoken.err"; then
+    fail "the dashboard started without a token"
+fi
+grep -q -- "--auth-token: expected at least one token" "$tmp/dash-notoken.err" || fail "no clear message without a token"
 
 # 1. seeded counts show up; the tombstone does not
 wait_for 10 'test "$(json '\''s["campaigns"][0]["imp"] if s["campaigns"] else -1'\'')" = 12' || fail "snapshot never showed imp=12: $(curl -s "http://127.0.0.1:$dport/api/snapshot")"
@@ -82,7 +114,7 @@ curl -sf "http://127.0.0.1:$dport/readyz" >/dev/null || fail "/readyz should be 
 (while :; do redis-cli -p "$rport" HINCRBY "adtrack:stats:camp-it:$(date -u +%Y%m%d%H%M)" events 20 >/dev/null; sleep 0.05; done) &
 inc_pid=$!
 pids+=($inc_pid)
-rate_above() { python3 -c "import json,sys,urllib.request as u; s=json.load(u.urlopen('http://127.0.0.1:$dport/api/snapshot')); r=s['campaigns'][0]['events_per_s']; print(r); sys.exit(0 if r is not None and r > $1 else 1)"; }
+rate_above() { python3 -c "import json,sys,urllib.request as u; s=json.load(u.urlopen(u.Request('http://127.0.0.1:$dport/api/snapshot', headers={'Authorization': 'Bearer $tok'}))); r=s['campaigns'][0]['events_per_s']; print(r); sys.exit(0 if r is not None and r > $1 else 1)"; }
 wait_for 15 'rate_above 20' || fail "events_per_s never rose above 20/s: $(json 's["campaigns"][0]["events_per_s"]')"
 rate=$(rate_above -1 || true)
 kill "$inc_pid" 2>/dev/null || true
@@ -94,7 +126,7 @@ wait_for 10 'test "$(json '\''s["pipeline"]["spool_bytes"]'\'')" = 4096' || fail
 [ "$(json 's["pipeline"]["targets"][0]["kind"]')" = collector ] || fail "collector kind"
 
 # 4. SSE: a snapshot at once, then a core-data change pushed within a second
-curl -sN "http://127.0.0.1:$dport/events" > "$tmp/sse.out" 2>/dev/null &
+curl -sN -H "$authz" "http://127.0.0.1:$dport/events" > "$tmp/sse.out" 2>/dev/null &
 curl_pid=$!
 pids+=($curl_pid)
 wait_for 10 'grep -q '\''^event: snapshot'\'' "$tmp/sse.out"' || fail "no snapshot event on /events"
@@ -115,9 +147,9 @@ wait_for 5 'grep -qx "adtrack_dashboard_clients 0" <<<"$(curl -s "http://127.0.0
     fail "a closed /events client is still counted"
 
 # 5. the page and its assets are served from the binary
-page=$(curl -sf "http://127.0.0.1:$dport/") || fail "GET /"
+page=$(curl -sf -H "$authz" "http://127.0.0.1:$dport/") || fail "GET /"
 grep -q 'id="campaigns"' <<<"$page" || fail "page"
-js=$(curl -sfI "http://127.0.0.1:$dport/dashboard.js") || fail "GET /dashboard.js"
+js=$(curl -sfI -H "$authz" "http://127.0.0.1:$dport/dashboard.js") || fail "GET /dashboard.js"
 grep -qi 'content-type: text/javascript' <<<"$js" || fail "js content type"
 
 # 6. Redis down -> /readyz 503 and the snapshot says so; back -> 200, counts again

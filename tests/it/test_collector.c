@@ -595,7 +595,7 @@ static void test_doubt__finds_exactly_what_kafka_holds(void **state)
     AT_UNUSED(state);
     at_err_t err = {0};
     char errstr[256];
-    rd_kafka_conf_t *pc = at_kafka_conf_new(ds.bootstraps, NULL, NULL, &err);
+    rd_kafka_conf_t *pc = at_kafka_conf_new(ds.bootstraps, NULL, NULL, NULL, &err);
     assert_non_null(pc);
     rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr));
     assert_non_null(p);
@@ -618,7 +618,7 @@ static void test_doubt__finds_exactly_what_kafka_holds(void **state)
         {.topic = DOUBT_TOPIC, .partition = 1, .ts_ms = now, .value = held[3], .valuelen = strlen(held[3])},
         {.topic = DOUBT_TOPIC, .partition = 2, .ts_ms = now, .value = held[4], .valuelen = strlen(held[4])},
     };
-    rd_kafka_conf_t *cc = at_kafka_conf_new(ds.bootstraps, NULL, NULL, &err);
+    rd_kafka_conf_t *cc = at_kafka_conf_new(ds.bootstraps, NULL, NULL, NULL, &err);
     col_doubt_t *d = col_doubt_new(cc, &err);
     assert_non_null(d);
     assert_int_equal(col_doubt_check(d, items, AT_ARRAY_LEN(items), 30000, NULL, &err), 0);
@@ -629,7 +629,7 @@ static void test_doubt__finds_exactly_what_kafka_holds(void **state)
     col_doubt_destroy(d);
 
     /* A broker that cannot be reached: no conclusion, an error instead. */
-    rd_kafka_conf_t *dead = at_kafka_conf_new("127.0.0.1:1", NULL, NULL, &err);
+    rd_kafka_conf_t *dead = at_kafka_conf_new("127.0.0.1:1", NULL, NULL, NULL, &err);
     d = col_doubt_new(dead, &err);
     assert_non_null(d);
     items[0].found = false;

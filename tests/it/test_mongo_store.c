@@ -220,7 +220,7 @@ static void test_cd_store_mongo_put__server_errors_classified(void **state)
     ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"error\", \"code\": 13, "
                             "\"errmsg\": \"not authorized on adtrack\"}");
     assert_int_equal(put(fx, CD_KIND_CAMPAIGN, fx->campaign, &applied, &err), -1);
-    assert_int_equal(err.code, AT_ERR_INTERNAL);
+    assert_int_equal(err.code, AT_ERR_AUTH);
     assert_false(at_err_retriable(err.code));
     /* A write error other than a duplicate key (schema validation). */
     ts_mongo_ctl(&fx->mock, "{\"op\": \"rule\", \"cmd\": \"update\", \"action\": \"reply\", \"reply\": {\"n\": 0, "
@@ -405,7 +405,7 @@ static void test_cd_store_mongo_load__server_error(void **state)
     memset(&l, 0, sizeof(l));
     at_err_t err;
     assert_int_equal(fx->store->ops->load(fx->store, on_doc, &l, &err), -1);
-    assert_int_equal(err.code, AT_ERR_INTERNAL);
+    assert_int_equal(err.code, AT_ERR_AUTH);
     assert_false(at_err_retriable(err.code));
     assert_non_null(strstr(err.msg, "adtrack.campaigns"));
 }

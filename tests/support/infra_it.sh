@@ -62,14 +62,15 @@ infra_kafka_start_node() {
     bash "$INFRA_SRC/scripts/kafka.sh" start-node --dir "$KAFKA_DIR" --node "$1" --owner-pid $$
 }
 
-# infra_ferretdb_start: a fresh FerretDB (or the same one again, after infra_ferretdb_kill);
-# FERRETDB_URI is mongodb://127.0.0.1:PORT, without a path.
+# infra_ferretdb_start [ferretdb.sh start args...]: a fresh FerretDB (or the same one again,
+# after infra_ferretdb_kill); FERRETDB_URI is mongodb://127.0.0.1:PORT, without a path. With
+# --tls, $FERRETDB_DIR/tls_uri holds the TLS listener's URI (see scripts/ferretdb.sh).
 infra_ferretdb_start() {
     if [[ -z $FERRETDB_DIR ]]; then
         mkdir -p "$INFRA_TMP"
         FERRETDB_DIR=$(mktemp -d "$INFRA_TMP/ferretdb.XXXXXX")
     fi
-    FERRETDB_URI=$(bash "$INFRA_SRC/scripts/ferretdb.sh" start --dir "$FERRETDB_DIR" --owner-pid $$ | head -n 1) ||
+    FERRETDB_URI=$(bash "$INFRA_SRC/scripts/ferretdb.sh" start --dir "$FERRETDB_DIR" --owner-pid $$ "$@" | head -n 1) ||
         { echo "FAIL: ferretdb.sh start" >&2; exit 1; }
 }
 

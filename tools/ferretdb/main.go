@@ -98,30 +98,43 @@ func run(listen, dir, tlsListen, tlsCert, tlsKey, tlsCA, logLevel string) error 
 
 	// MongoDBURI() waits for the listener to be bound; then prove it accepts before
 	// announcing it, so that a reader of the first line can connect at once.
+	// With a TLS listener, MongoDBURI() names the TLS one (and waits for it); the plain
+	// listener, whose URI is the first line, is then the --listen address itself.
 	uri := f.MongoDBURI()
 	u, err := url.Parse(uri)
 	if err != nil {
 		return fmt.Errorf("listener URI %q: %w", uri, err)
 	}
+	hosts := []string{u.Host}
+	plain := u.Host
+	if tlsListen != "" {
+		if strings.HasSuffix(listen, ":0") {
+			return errors.New("--tls-listen needs a fixed --listen port")
+		}
+		plain = listen
+		hosts = append(hosts, listen)
+	}
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, derr := net.DialTimeout("tcp", u.Host, time.Second)
-		if derr == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("listener %s does not accept connections: %w", u.Host, derr)
-		}
-		select {
-		case err = <-done:
-			return fmt.Errorf("stopped before accepting connections: %v", err)
-		case <-time.After(50 * time.Millisecond):
+	for _, h := range hosts {
+		for {
+			c, derr := net.DialTimeout("tcp", h, time.Second)
+			if derr == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("listener %s does not accept connections: %w", h, derr)
+			}
+			select {
+			case err = <-done:
+				return fmt.Errorf("stopped before accepting connections: %v", err)
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 	// Printed without a path, like tests/support/mockupdb_server.py's URI, so that
 	// callers can append "/adtrack" or "/?opts" to either.
-	fmt.Println("mongodb://" + u.Host)
+	fmt.Println("mongodb://" + plain)
 
 	return <-done
 }

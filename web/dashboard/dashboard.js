@@ -280,7 +280,15 @@
   function connect() {
     const es = new EventSource("/events");
     es.onopen = () => { state.connected = true; setConn("live", "live"); };
-    es.onerror = () => { state.connected = false; setConn("reconnecting", "reconnecting…"); };
+    es.onerror = () => {
+      state.connected = false;
+      setConn("reconnecting", "reconnecting…");
+      /* EventSource does not say why it failed: a 401 means the session expired (or the
+       * token was rotated), and no reconnect will fix that: back to the sign-in form. */
+      fetch("/api/snapshot", { credentials: "same-origin" }).then((r) => {
+        if (r.status === 401) { es.close(); location.href = "/login"; }
+      }).catch(() => {});
+    };
     es.addEventListener("snapshot", (e) => {
       try { render(JSON.parse(e.data)); } catch (err) { console.error("bad snapshot", err); }
     });

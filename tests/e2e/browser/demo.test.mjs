@@ -20,6 +20,7 @@ const env = (name, dflt) => {
 };
 const collectorUrl = env('COLLECTOR_URL');
 const dashboardUrl = env('DASHBOARD_URL');
+const dashboardToken = fs.readFileSync(env('DASHBOARD_TOKEN_FILE'), 'utf8').trim();
 const sinkDir = env('SINK_DIR');
 const artifacts = env('ARTIFACT_DIR');
 fs.mkdirSync(artifacts, { recursive: true });
@@ -79,7 +80,21 @@ try {
   // 1. Dashboard: a first snapshot over SSE.
   const dash = await context.newPage();
   dash.on('console', (m) => { if (m.type() === 'error') log('dashboard console:', m.text()); });
-  await dash.goto(dashboardUrl + '/', { waitUntil: 'load' });
+  // The dashboard asks for its token: the page without one is the sign-in form (401), and
+  // signing in sets the session cookie that the page, its API calls and /events then use.
+  const first = await dash.goto(dashboardUrl + '/', { waitUntil: 'load' });
+  check(first.status() === 401 && await dash.locator('form#login').count() === 1,
+    `dashboard without a token answers 401 with the sign-in form (${first.status()})`);
+  await dash.screenshot({ path: path.join(artifacts, '0-dashboard-sign-in.png') });
+  await dash.fill('#token', 'not-the-token');
+  await Promise.all([dash.waitForURL(/\/login\?failed/), dash.click('button[type=submit]')]);
+  check(await dash.locator('#failed').isVisible(), 'a wrong token is refused with a message');
+  await dash.fill('#token', dashboardToken);
+  await Promise.all([dash.waitForURL(dashboardUrl + '/'), dash.click('button[type=submit]')]);
+  const cookies = await context.cookies(dashboardUrl);
+  const session = cookies.find((c) => c.name === 'adtrack_dashboard');
+  check(session !== undefined && session.httpOnly && session.sameSite === 'Strict' && !session.value.includes(dashboardToken),
+    'signing in sets an HttpOnly, SameSite=Strict session cookie that does not hold the token');
   const firstSnap = await pollFor(() => dash.evaluate(() => window.dashboard?.lastSnapshot ?? null), 15000);
   check(firstSnap !== null, 'dashboard received a snapshot over SSE');
   await dash.screenshot({ path: path.join(artifacts, '1-dashboard-before.png'), fullPage: true });

@@ -72,9 +72,9 @@ static col_spool_t *open_spool(const char *dir, uint64_t max)
     at_err_t err;
     /* Nothing listens on port 1: Kafka stays unreachable, so nothing is replayed. */
     const char *defaults[] = {"message.timeout.ms", "1000", "log_level", "0", NULL};
-    rd_kafka_conf_t *kc = at_kafka_conf_new("127.0.0.1:1", defaults, NULL, &err);
+    rd_kafka_conf_t *kc = at_kafka_conf_new("127.0.0.1:1", NULL, defaults, NULL, &err);
     assert_non_null(kc);
-    rd_kafka_conf_t *check = at_kafka_conf_new("127.0.0.1:1", NULL, NULL, &err);
+    rd_kafka_conf_t *check = at_kafka_conf_new("127.0.0.1:1", NULL, NULL, NULL, &err);
     assert_non_null(check);
     const char *topics[] = {"adtrack.events.raw", "adtrack.events.rejected"};
     col_spool_t *sp = col_spool_open(dir, max, kc, check, topics, 2, &err);

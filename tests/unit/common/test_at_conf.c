@@ -5,6 +5,8 @@
 #include <cmocka.h>
 
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "at_conf.h"
 
@@ -362,6 +364,211 @@ static void test_at_conf_free__null_and_idempotent(void **state)
     at_conf_free(&table, &c); /* second call must not double-free (ASan would catch it) */
 }
 
+/* ---- secrets (AT_CONF_SECRET, AT_CONF_CREDS) ---- */
+
+typedef struct sconf_s {
+    char *token;
+    at_conf_list_t keys;
+    char *uri;
+    char *plain;
+} sconf_t;
+
+static const at_conf_opt_t sopts[] = {
+    {"token", AT_CONF_STR | AT_CONF_SECRET, AT_OFF(sconf_t, token), 0, 64, "", "A token"},
+    {"keys", AT_CONF_LIST | AT_CONF_SECRET, AT_OFF(sconf_t, keys), 0, 4, "", "Keys"},
+    {"uri", AT_CONF_STR | AT_CONF_CREDS, AT_OFF(sconf_t, uri), 0, 256, "", "A URI"},
+    {"plain", AT_CONF_STR, AT_OFF(sconf_t, plain), 0, 64, "", "Not secret"},
+};
+
+static const at_conf_table_t stable = {"sprog", "Secrets.", sopts, AT_ARRAY_LEN(sopts)};
+
+/* A 0600 file with @p content; returns its path in @p path. */
+static void secret_file(char *path, size_t len, const char *content, mode_t mode)
+{
+    snprintf(path, len, "/tmp/at_conf_secret.XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+static int sload(sconf_t *c, char **envp, at_err_t *err, char **args)
+{
+    char *argv[32] = {"sprog"};
+    int argc = 1;
+    for (; args != NULL && args[argc - 1] != NULL; argc++)
+        argv[argc] = args[argc - 1];
+    memset(c, 0, sizeof(*c));
+    at_err_clear(err);
+    return at_conf_load(&stable, c, argc, argv, envp, stdout, err);
+}
+
+static void test_at_conf_load__secret_from_file_flag(void **state)
+{
+    (void)state;
+    char tok[64], keys[64];
+    secret_file(tok, sizeof(tok), "tok-from-file\n", 0600);
+    secret_file(keys, sizeof(keys), "k1\r\n\nk2\n", 0640);
+    sconf_t c;
+    at_err_t err;
+    assert_int_equal(sload(&c, NULL, &err, ARGS("--token-file", tok, "--keys-file", keys)), 0);
+    assert_string_equal(c.token, "tok-from-file");
+    assert_int_equal(c.keys.count, 2);
+    assert_string_equal(c.keys.items[0], "k1");
+    assert_string_equal(c.keys.items[1], "k2");
+    at_conf_free(&stable, &c);
+    /* The equals form, and at_conf_set by the file option's name. */
+    char eq[128];
+    snprintf(eq, sizeof(eq), "--token-file=%s", tok);
+    assert_int_equal(sload(&c, NULL, &err, ARGS(eq)), 0);
+    assert_string_equal(c.token, "tok-from-file");
+    assert_int_equal(at_conf_set(&stable, &c, "keys-file", keys, &err), 0);
+    assert_int_equal(c.keys.count, 2);
+    at_conf_free(&stable, &c);
+    unlink(tok);
+    unlink(keys);
+}
+
+static void test_at_conf_load__secret_from_env_file(void **state)
+{
+    (void)state;
+    char tok[64], var[128];
+    secret_file(tok, sizeof(tok), "env-file-tok", 0600);
+    snprintf(var, sizeof(var), "ADTRACK_TOKEN_FILE=%s", tok);
+    sconf_t c;
+    at_err_t err;
+    assert_int_equal(sload(&c, ENV(var), &err, NULL), 0);
+    assert_string_equal(c.token, "env-file-tok");
+    at_conf_free(&stable, &c);
+    /* The command line still wins over the environment. */
+    assert_int_equal(sload(&c, ENV(var), &err, ARGS("--token", "argv-tok")), 0);
+    assert_string_equal(c.token, "argv-tok");
+    at_conf_free(&stable, &c);
+    /* A value and a file in the same source contradict each other. */
+    assert_int_equal(sload(&c, ENV(var, "ADTRACK_TOKEN=x"), &err, NULL), -1);
+    assert_non_null(strstr(err.msg, "ADTRACK_TOKEN and ADTRACK_TOKEN_FILE: expected only one"));
+    assert_int_equal(sload(&c, NULL, &err, ARGS("--token", "x", "--token-file", tok)), -1);
+    assert_non_null(strstr(err.msg, "--token and --token-file: expected only one"));
+    unlink(tok);
+}
+
+static void test_at_conf_load__secret_file_checks(void **state)
+{
+    (void)state;
+    char tok[64], two[64];
+    secret_file(tok, sizeof(tok), "world-readable-secret", 0644);
+    secret_file(two, sizeof(two), "line1\nline2\n", 0600);
+    sconf_t c;
+    at_err_t err;
+    assert_int_equal(sload(&c, NULL, &err, ARGS("--token-file", tok)), -1);
+    assert_non_null(strstr(err.msg, "--token-file: "));
+    assert_non_null(strstr(err.msg, "readable by every user"));
+    assert_null(strstr(err.msg, "world-readable-secret"));
+    assert_int_equal(sload(&c, NULL, &err, ARGS("--token-file", two)), -1);
+    assert_non_null(strstr(err.msg, "more than one line"));
+    assert_null(strstr(err.msg, "line1"));
+    /* Only rows marked secret have a file option. */
+    assert_int_equal(sload(&c, NULL, &err, ARGS("--plain-file", two)), -1);
+    assert_non_null(strstr(err.msg, "unknown option '--plain-file'"));
+    unlink(tok);
+    unlink(two);
+}
+
+static void test_at_conf_usage__secret_file_rows_no_values(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    sconf_t c = {0};
+    at_err_t err;
+    char *argv[] = {"sprog", "--help", NULL};
+    /* The environment holds a secret: --help must not show it. */
+    assert_int_equal(at_conf_load(&stable, &c, 2, argv, ENV("ADTRACK_TOKEN=env-secret-value"), out, &err),
+                     AT_CONF_EXIT_HELP);
+    fclose(out);
+    assert_null(strstr(buf, "env-secret-value"));
+    assert_non_null(strstr(buf, "  --token-file <path>\n"));
+    assert_non_null(strstr(buf, "Env: ADTRACK_TOKEN_FILE"));
+    assert_non_null(strstr(buf, "  --keys-file <path>\n"));
+    assert_non_null(strstr(buf, "  --uri-file <path>\n"));
+    assert_null(strstr(buf, "--plain-file"));
+    free(buf);
+    buf = NULL;
+    out = open_memstream(&buf, &len);
+    at_conf_markdown(&stable, out);
+    fclose(out);
+    assert_non_null(strstr(buf, "| `--token-file` | `ADTRACK_TOKEN_FILE` | path |"));
+    free(buf);
+}
+
+/* Appends @p v and @p sep to the string in @p buf (128 bytes). */
+static void append(char *buf, const char *v, const char *sep)
+{
+    size_t n = strlen(buf);
+    snprintf(buf + n, 128 - n, "%s%s", v, sep);
+}
+
+static void record_opt(const at_conf_opt_t *o, void *arg)
+{
+    append(arg, o->name, ",");
+}
+
+static void test_at_conf_argv_secrets__found_and_scrubbed(void **state)
+{
+    (void)state;
+    char tokv[] = "tok-on-argv", urip[] = "--uri=mongodb://u:pw123@h/", uriplain[] = "mongodb://h/", keyv[] = "k1",
+         plainv[] = "p";
+    char *argv[] = {"sprog", "--token", tokv, urip, "--keys", keyv, "--plain", plainv, "--token-file", "/x", NULL};
+    char names[128] = "";
+    assert_int_equal(at_conf_argv_secrets(&stable, 10, argv, true, record_opt, names), 3);
+    assert_string_equal(names, "token,uri,keys,");
+    assert_string_equal(tokv, "***********");
+    assert_string_equal(urip, "--uri=********************"); /* 20: the whole URI */
+    assert_string_equal(keyv, "**");
+    assert_string_equal(plainv, "p");
+    /* A URI without a password is no secret. */
+    char *argv2[] = {"sprog", "--uri", uriplain, NULL};
+    assert_int_equal(at_conf_argv_secrets(&stable, 3, argv2, true, NULL, NULL), 0);
+    assert_string_equal(uriplain, "mongodb://h/");
+}
+
+static void collect(const char *v, void *arg)
+{
+    append(arg, v, "|");
+}
+
+static void test_at_conf_foreach_secret__values_and_uri_password(void **state)
+{
+    (void)state;
+    sconf_t c;
+    at_err_t err;
+    assert_int_equal(sload(&c, NULL, &err,
+                           ARGS("--token", "t1", "--keys", "k1", "--keys", "k2", "--uri", "redis://u:p%21w@h:1",
+                                "--plain", "nope")),
+                     0);
+    char all[128] = "";
+    at_conf_foreach_secret(&stable, &c, collect, all);
+    assert_string_equal(all, "t1|k1|k2|p!w|");
+    at_conf_free(&stable, &c);
+}
+
+static void test_at_conf_load__secret_file_name_clash_is_internal(void **state)
+{
+    (void)state;
+    static const at_conf_opt_t clash_opts[] = {
+        {"token", AT_CONF_STR | AT_CONF_SECRET, AT_OFF(sconf_t, token), 0, 64, "", "A token"},
+        {"token-file", AT_CONF_STR, AT_OFF(sconf_t, plain), 0, 64, "", "Clashes"},
+    };
+    const at_conf_table_t clash = {"clash", "", clash_opts, 2};
+    sconf_t c = {0};
+    at_err_t err;
+    char *argv[] = {"clash", NULL};
+    assert_int_equal(at_conf_load(&clash, &c, 1, argv, NULL, stdout, &err), -1);
+    assert_int_equal(err.code, AT_ERR_INTERNAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +592,13 @@ int main(void)
         cmocka_unit_test(test_at_conf_set__by_name),
         cmocka_unit_test(test_at_conf_load__bad_default_is_internal),
         cmocka_unit_test(test_at_conf_free__null_and_idempotent),
+        cmocka_unit_test(test_at_conf_load__secret_from_file_flag),
+        cmocka_unit_test(test_at_conf_load__secret_from_env_file),
+        cmocka_unit_test(test_at_conf_load__secret_file_checks),
+        cmocka_unit_test(test_at_conf_usage__secret_file_rows_no_values),
+        cmocka_unit_test(test_at_conf_argv_secrets__found_and_scrubbed),
+        cmocka_unit_test(test_at_conf_foreach_secret__values_and_uri_password),
+        cmocka_unit_test(test_at_conf_load__secret_file_name_clash_is_internal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -284,6 +284,27 @@ static void test_at_log__threads_do_not_interleave(void **state)
     close(fd);
 }
 
+/* Runs last: registered secrets stay registered for the rest of the process. */
+static void test_at_log_add_secret__masked_everywhere(void **state)
+{
+    pipe_t *p = *state;
+    assert_int_equal(at_log_add_secret("hunter22"), 0);
+    assert_int_equal(at_log_add_secret("q\"uote\\d"), 0);
+    assert_int_equal(at_log_add_secret("abc"), -1); /* too short: would mask ordinary text */
+    assert_int_equal(at_log_add_secret(NULL), -1);
+    at_log(AT_LOG_WARN, "t", "connect hunter22 failed", "uri", "redis://u:hunter22@h:1/hunter22", "x",
+           "pre q\"uote\\d post", NULL);
+    at_logf(AT_LOG_WARN, "t", "formatted %s", "hunter22");
+    char *text = drain(p);
+    assert_null(strstr(text, "hunter22"));
+    assert_null(strstr(text, "uote"));
+    assert_non_null(strstr(text, "\"msg\":\"connect *** failed\""));
+    assert_non_null(strstr(text, "\"uri\":\"redis://u:***@h:1/***\""));
+    assert_non_null(strstr(text, "\"x\":\"pre *** post\""));
+    assert_non_null(strstr(text, "\"msg\":\"formatted ***\""));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +316,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_at_log_parse_level__names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_at_logf__formats_msg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_at_log__threads_do_not_interleave, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_at_log_add_secret__masked_everywhere, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
