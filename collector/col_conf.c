@@ -19,11 +19,13 @@ static const at_conf_opt_t col_conf_opts[] = {
     {"topic-rejected", AT_CONF_STR, C(topic_rejected), 1, 249, "adtrack.events.rejected",
      "Topic for rejected events (with a reason)."},
     {"kafka-timeout-ms", AT_CONF_INT, C(kafka_timeout_ms), 100, 300000, "5000",
-     "How long an event may wait for a Kafka acknowledgement before it is written to the spool instead."},
+     "How long librdkafka keeps trying an event (its message.timeout.ms) before it reports a failure. A request "
+     "does not wait that long: after --kafka-ack-wait-ms it is answered from a copy in the spool while the "
+     "original is still tried, and the copy is sent only if the original never landed."},
     {"kafka-ack-wait-ms", AT_CONF_INT, C(kafka_ack_wait_ms), 10, 300000, "500",
-     "An acknowledgement that takes longer marks the event's partition as in trouble: its next events go to the "
-     "spool at once (answered after the fsync) until Kafka takes the partition's events again. A partition whose "
-     "leader is gone then costs new events milliseconds, not --kafka-timeout-ms."},
+     "The longest a request waits for Kafka's acknowledgement: then it is answered from a copy in the spool (kept in "
+     "doubt: sent later only if the original never landed), and the event's partition counts as in trouble, so its "
+     "next events go to the spool at once until Kafka takes the partition's events again."},
     {"linger-ms", AT_CONF_INT, C(linger_ms), 0, 1000, "1",
      "librdkafka linger.ms: how long the producer waits to batch; adds directly to pixel latency."},
     {"spool-dir", AT_CONF_STR, C(spool_dir), 1, 4096, "data/spool",

@@ -100,11 +100,17 @@ static int check_partition(col_doubt_t *d, col_doubt_item_t *items, const size_t
     for (size_t k = 1; k < nidx; k++)
         ts_min = AT_MIN(ts_min, items[idx[k]].ts_ms);
 
-    int64_t lo = 0, hi = 0;
-    int left = (int)AT_MAX(deadline - mono_ms(), (int64_t)1);
-    rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(d->rk, topic, part, &lo, &hi, left);
-    if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return at_err_set(err, AT_ERR_UNAVAILABLE, "%s [%d]: watermarks: %s", topic, (int)part, rd_kafka_err2str(kerr));
+    /* The watermarks through offsets_for_times (the times END and BEGINNING): in librdkafka
+     * 2.0.2, rd_kafka_query_watermark_offsets() does not honour its timeout while the
+     * partition's cached leader is down (librdkafka #2588, fixed in 2.3.0), which held the
+     * replayer for minutes (found on real Kafka with a broker killed and left down). */
+    int64_t lo = offset_for_time(d->rk, topic, part, RD_KAFKA_OFFSET_BEGINNING,
+                                 (int)AT_MAX(deadline - mono_ms(), (int64_t)1));
+    int64_t hi = offset_for_time(d->rk, topic, part, RD_KAFKA_OFFSET_END, (int)AT_MAX(deadline - mono_ms(), (int64_t)1));
+    if (lo < 0 || hi < 0)
+        return at_err_set(err, AT_ERR_UNAVAILABLE, "%s [%d]: the partition's offsets are not known now", topic,
+                          (int)part);
+    rd_kafka_resp_err_t kerr;
     if (hi <= lo)
         return 0; /* empty: nothing there */
 

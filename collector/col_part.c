@@ -6,6 +6,18 @@
 
 #include <string.h>
 
+/* A per-thread xorshift: no lock, and its quality is plenty for spreading keyless events. */
+static uint32_t rand_next(void)
+{
+    static __thread uint32_t x;
+    if (x == 0)
+        x = (uint32_t)(uintptr_t)&x ^ 0x9e3779b9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
 col_part_fn col_part_fn_from_conf(const rd_kafka_conf_t *conf)
 {
     static const struct {
@@ -31,8 +43,11 @@ col_part_fn col_part_fn_from_conf(const rd_kafka_conf_t *conf)
 
 int32_t col_part_of(col_part_fn fn, const rd_kafka_topic_t *rkt, const void *key, size_t keylen, int32_t count)
 {
-    /* The *_random partitioners pick a random partition for an empty key: not reproducible. */
-    if (fn == NULL || count <= 0 || key == NULL || keylen == 0)
+    if (fn == NULL || count <= 0)
         return COL_PART_ANY;
+    /* No key (a rejected event without a campaign): any partition, as librdkafka's *_random
+     * partitioners would, but chosen here so the event still has a known partition. */
+    if (key == NULL || keylen == 0)
+        return (int32_t)(rand_next() % (uint32_t)count);
     return fn(rkt, key, keylen, count, NULL, NULL);
 }

@@ -26,8 +26,8 @@ typedef int32_t (*col_part_fn)(const rd_kafka_topic_t *rkt, const void *key, siz
  * it is not a function of the key. */
 col_part_fn col_part_fn_from_conf(const rd_kafka_conf_t *conf);
 
-/* The partition of @p key among @p count, or COL_PART_ANY when @p fn is NULL, @p count is
- * not known yet (0) or there is no key. @locality: any thread */
+/* The partition of @p key among @p count (a random one for an empty key), or COL_PART_ANY
+ * when @p fn is NULL or @p count is not known yet (0). @locality: any thread */
 int32_t col_part_of(col_part_fn fn, const rd_kafka_topic_t *rkt, const void *key, size_t keylen, int32_t count);
 
 #endif

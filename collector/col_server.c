@@ -20,6 +20,8 @@
 #include "at_log.h"
 
 #define TICK_MS 100
+#define SHUTDOWN_FLUSH_MS 3000
+#define REPLAY_MSG_TIMEOUT_MS 10000 /* the spool's own producer: a replay window waits this long at most */
 #define SPARE_PENDING_MAX 4096 /* per loop: enough for a burst, a few hundred KiB at most */
 
 int64_t col_wall_ms(void)
@@ -298,7 +300,7 @@ static void sink_spool(col_loop_t *lp, col_pending_t *p, int topic, const void *
     /* The broker may have appended it (the answer was lost): the replayer looks before it
      * sends it again (col_doubt.h). */
     if (rec != NULL && failed != NULL && rd_kafka_message_status(failed) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
-        col_spool_rec_set_in_doubt(rec, failed->partition, rd_kafka_message_timestamp(failed, NULL));
+        col_spool_rec_set_in_doubt(rec, failed->partition, rd_kafka_message_timestamp(failed, NULL), 0);
 
     if (rec == NULL || col_spool_append(srv->spool, lp->spool_client, rec) != 0) {
         free(rec);
@@ -326,6 +328,7 @@ struct col_inflight_s {
     uint8_t topic;
     uint8_t keylen;
     bool spooled;            /* a copy is in the spool, which settles the pending entry */
+    uint64_t token;          /* the copy's, for col_spool_fate() */
     char key[COL_KEY_MAX];
 };
 
@@ -364,11 +367,16 @@ static void on_ack_wait(h2o_timeout_entry_t *entry)
     col_server_t *srv = lp->srv;
     AT_ASSERT_LOOP(lp->loop);
 
-    col_spool_partition_suspect(srv->spool, r->topic, r->partition, "no acknowledgement within --kafka-ack-wait-ms");
+    /* Before this loop's first acknowledgement the first events wait for connections and
+     * metadata, which says nothing about a partition. */
+    if (lp->acked_once)
+        col_spool_partition_suspect(srv->spool, r->topic, r->partition,
+                                    "no acknowledgement within --kafka-ack-wait-ms");
     col_spool_rec_t *rec = col_spool_rec_new(r->topic, r->key, r->keylen, r->value, r->valuelen, r->p);
     if (rec == NULL)
         return; /* the delivery report settles it, as without this */
-    col_spool_rec_set_in_doubt(rec, r->partition, r->sent_ms);
+    r->token = col_spool_fate_token(srv->spool);
+    col_spool_rec_set_in_doubt(rec, r->partition, r->sent_ms, r->token);
     if (col_spool_append(srv->spool, lp->spool_client, rec) != 0) {
         free(rec); /* spool full: the delivery report decides */
         return;
@@ -408,9 +416,7 @@ void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen
             lp->rk, RD_KAFKA_V_RKT(lp->rkt[topic]), RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
             RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE(value, valuelen), RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            /* Not before this loop's first acknowledgement: at start-up the first events wait
-             * for connections and metadata, which says nothing about a partition. */
-            if (part != COL_PART_ANY && copyable && lp->acked_once) {
+            if (part != COL_PART_ANY && copyable) {
                 r->wait.cb = on_ack_wait;
                 h2o_timeout_link(lp->loop, &lp->ack_wait_timeout, &r->wait);
             }
@@ -432,6 +438,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     col_pending_t *p = r->p; /* not to be touched when r->spooled: the spool may have freed it */
     int topic = r->topic;
     bool spooled = r->spooled;
+    uint64_t token = r->token;
+    int32_t part = r->partition;
     AT_UNUSED(rk);
 
     inflight_free(lp, r);
@@ -439,10 +447,17 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         lp->acked_once = true;
         at_kafka_note_ok();
         at_counter_add(lp->srv->stats.events_produced[topic], 1);
+        /* An acknowledgement proves the partition works: it is Kafka's again. */
+        if (part != COL_PART_ANY)
+            col_spool_partition_clear(lp->srv->spool, topic, part);
         if (!spooled)
             pending_settle(p, true);
-        return; /* spooled: the replayer will find the original in Kafka and drop the copy */
+        else
+            col_spool_fate(lp->srv->spool, token, COL_FATE_DELIVERED); /* the copy is not needed */
+        return;
     }
+    if (spooled)
+        col_spool_fate(lp->srv->spool, token, COL_FATE_FAILED);
     at_counter_add(lp->srv->stats.delivery_failures, 1);
     /* A partition whose messages fail or time out while the rest of Kafka works goes to the
      * spool; all of Kafka down (messages purged by on_kafka_error, the probe failing) is the
@@ -619,9 +634,14 @@ static void loop_run(h2o_evloop_t *loop, void *opaque)
     while (!lp->stopped)
         h2o_evloop_run(loop, INT32_MAX);
 
-    /* Anything still queued in librdkafka gets its delivery report (success, or a failure
-     * that spools it) before the producer goes away. */
-    rd_kafka_flush(lp->rk, (int)lp->srv->conf->kafka_timeout_ms + 1000);
+    /* Anything still in librdkafka gets its delivery report before the producer goes away:
+     * what Kafka acknowledges within a few seconds, as a success; the rest, purged, as a
+     * failure that spools it (in doubt if it was sent). Waiting out --kafka-timeout-ms here
+     * would hold a shutdown for a minute behind a partition without a leader. */
+    rd_kafka_flush(lp->rk, (int)AT_MIN(lp->srv->conf->kafka_timeout_ms, (int64_t)SHUTDOWN_FLUSH_MS));
+    rd_kafka_purge(lp->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    for (int i = 0; i < 100 && rd_kafka_outq_len(lp->rk) > 0; i++)
+        rd_kafka_poll(lp->rk, 50);
     rd_kafka_poll(lp->rk, 0);
 }
 
@@ -754,7 +774,9 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
         goto fail;
 
     snprintf(linger, sizeof(linger), "%d", 5);
-    snprintf(tmo, sizeof(tmo), "%lld", (long long)conf->kafka_timeout_ms);
+    /* The replay producer gives up sooner than the loops: a window of a partition without a
+     * leader must not hold the replay of everything behind it for a minute. */
+    snprintf(tmo, sizeof(tmo), "%lld", (long long)AT_MIN(conf->kafka_timeout_ms, (int64_t)REPLAY_MSG_TIMEOUT_MS));
     const char *defaults[] = {"linger.ms", linger, "message.timeout.ms", tmo, "enable.idempotence", "true",
                               "acks", "all", NULL};
     rd_kafka_conf_t *kc = at_kafka_conf_new(conf->brokers, &conf->kafka, defaults, &conf->kafka_prop, err);
@@ -768,6 +790,8 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
     }
     srv->spool = col_spool_open(conf->spool_dir, (uint64_t)conf->spool_max_bytes, kc, check, srv->topics, COL_NTOPICS,
                                 err);
+    if (srv->spool != NULL)
+        col_spool_set_original_timeout(srv->spool, (int)conf->kafka_timeout_ms);
     if (srv->spool == NULL)
         goto fail;
 

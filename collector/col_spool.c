@@ -29,7 +29,8 @@
 #define REC_MAGIC 0xA7       /* an event */
 #define REC_MAGIC_DOUBT 0xA8 /* an event Kafka may already hold (col_doubt.h) */
 #define REC_HDR_LEN 12
-#define REC_DOUBT_HDR_LEN 24 /* + partition i32 + timestamp ms i64 */
+#define REC_DOUBT_HDR_LEN 32 /* + partition i32 + timestamp ms i64 + fate token u64 */
+#define FATES_MAX 65536      /* originals whose outcome a loop reported and no record used yet */
 #define DOUBT_CHECK_TIMEOUT_MS 30000
 #define DOUBT_SETTLE_MS 2000 /* after --kafka-timeout-ms: librdkafka's once-a-second timeout scan, and a margin */
 #define REPLAY_WINDOW 4096
@@ -37,6 +38,11 @@
 #define PROBE_INTERVAL_MS 1000
 #define PROBE_INTERVAL_DOWN_MS 250
 #define BACKOFF_MAX_MS 5000
+
+typedef struct fate_s {
+    uint64_t token;
+    int fate; /* COL_FATE_* */
+} fate_t;
 
 typedef struct spool_client_s {
     col_spool_notify_cb cb;
@@ -57,8 +63,9 @@ struct col_spool_s {
     size_t ntopics;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt[COL_SPOOL_MAX_TOPICS];
-    int kafka_timeout_ms;
-    rd_kafka_conf_t *doubt_conf; /* until the first event in doubt needs sp->doubt */
+    int kafka_timeout_ms;        /* the replay producer's message.timeout.ms */
+    atomic_int doubt_settle_ms;  /* after this long an event's first attempt is over for sure */
+    rd_kafka_conf_t *doubt_conf; /* the template of sp->doubt's consumer (duplicated for each) */
     col_part_fn partitioner;     /* the producer's, for explicit partitions (col_part.h) */
     atomic_int nparts[COL_SPOOL_MAX_TOPICS];
     _Atomic int32_t leader[COL_SPOOL_MAX_TOPICS][COL_SPOOL_MAX_PARTITIONS]; /* broker id, -1 none */
@@ -78,6 +85,11 @@ struct col_spool_s {
 
     atomic_bool active, reachable;
     atomic_bool stopping; /* col_spool_close: a doubt check in progress gives up */
+    pthread_mutex_t fate_mu; /* guards fates */
+    fate_t *fates;        /* FATES_MAX entries: what became of originals of copies in doubt */
+    size_t nfates;
+    atomic_uint_fast64_t next_token;
+    atomic_bool fate_news; /* a fate arrived: the replayer tries at once */
     atomic_uint_fast64_t suspect_log_minute;
     atomic_uint suspect_logged;
     atomic_uint_fast64_t appended, append_failed, fsyncs, replayed, replay_failures, dead_lettered, bytes;
@@ -182,12 +194,13 @@ col_spool_rec_t *col_spool_rec_new(uint8_t topic, const void *key, size_t keylen
     return &r->pub;
 }
 
-void col_spool_rec_set_in_doubt(col_spool_rec_t *rec, int32_t partition, int64_t ts_ms)
+void col_spool_rec_set_in_doubt(col_spool_rec_t *rec, int32_t partition, int64_t ts_ms, uint64_t token)
 {
     uint8_t *h = (uint8_t *)rec->key - REC_DOUBT_HDR_LEN;
     uint8_t extra[REC_DOUBT_HDR_LEN - REC_HDR_LEN];
     put_le(extra, (uint32_t)partition, 4);
     put_le(extra + 4, (uint64_t)ts_ms, 8);
+    put_le(extra + 12, token, 8);
     h[0] = REC_MAGIC_DOUBT;
     h[1] = rec->topic;
     put_le(h + 2, rec->keylen, 2);
@@ -596,6 +609,44 @@ static void wake_prober(col_spool_t *sp)
     pthread_mutex_unlock(&sp->mu);
 }
 
+/* The fate a loop reported for the original of token (0 when none yet); removes it. */
+static int fate_take(col_spool_t *sp, uint64_t token)
+{
+    int fate = 0;
+    pthread_mutex_lock(&sp->fate_mu);
+    for (size_t i = 0; i < sp->nfates; i++)
+        if (sp->fates[i].token == token) {
+            fate = sp->fates[i].fate;
+            sp->fates[i] = sp->fates[--sp->nfates];
+            break;
+        }
+    pthread_mutex_unlock(&sp->fate_mu);
+    return fate;
+}
+
+uint64_t col_spool_fate_token(col_spool_t *sp)
+{
+    return atomic_fetch_add(&sp->next_token, 1) + 1;
+}
+
+void col_spool_fate(col_spool_t *sp, uint64_t token, int fate)
+{
+    pthread_mutex_lock(&sp->fate_mu);
+    if (sp->nfates == FATES_MAX) {
+        /* Full (records that never came, e.g. a refused append): forget the oldest half; a
+         * forgotten fate only costs a check in Kafka. */
+        memmove(sp->fates, sp->fates + FATES_MAX / 2, (FATES_MAX / 2) * sizeof(*sp->fates));
+        sp->nfates = FATES_MAX / 2;
+    }
+    if (sp->fates != NULL)
+        sp->fates[sp->nfates++] = (fate_t){token, fate};
+    pthread_mutex_unlock(&sp->fate_mu);
+    atomic_store(&sp->fate_news, true);
+    pthread_mutex_lock(&sp->mu);
+    pthread_cond_broadcast(&sp->replay_cv);
+    pthread_mutex_unlock(&sp->mu);
+}
+
 /* Looks for this window's events in doubt in Kafka and marks those found as skipped.
  * 0, or -1 when Kafka could not be read (the window is tried again later). */
 static int check_doubts(col_spool_t *sp, const uint8_t *buf, uint64_t cursor, replay_slot_t *slots, size_t nslots)
@@ -608,8 +659,7 @@ static int check_doubts(col_spool_t *sp, const uint8_t *buf, uint64_t cursor, re
         return 0;
     at_err_t err = {0};
     if (sp->doubt == NULL) {
-        sp->doubt = col_doubt_new(sp->doubt_conf, &err);
-        sp->doubt_conf = NULL; /* taken over, also on failure */
+        sp->doubt = col_doubt_new(rd_kafka_conf_dup(sp->doubt_conf), &err);
         if (sp->doubt == NULL) {
             at_log(AT_LOG_ERROR, "spool", "cannot check events in doubt; sending them again", "error", err.msg, NULL);
             return 0;
@@ -654,6 +704,11 @@ static int check_doubts(col_spool_t *sp, const uint8_t *buf, uint64_t cursor, re
                NULL);
     } else {
         at_log(AT_LOG_WARN, "spool", "could not check events in doubt yet; will retry", "error", err.msg, NULL);
+        /* A fresh client next time: librdkafka 2.0.2 keeps a stale leader for a partition
+         * that moved until its metadata expires (15 minutes), answering "not leader"
+         * meanwhile (seen on real Kafka after a broker restart). */
+        col_doubt_destroy(sp->doubt);
+        sp->doubt = NULL;
     }
     free(items);
     free(which);
@@ -689,6 +744,16 @@ static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, ui
             sl->in_doubt = true;
             sl->partition = (int32_t)get_le(buf + pos + REC_HDR_LEN, 4);
             sl->ts_ms = (int64_t)get_le(buf + pos + REC_HDR_LEN + 4, 8);
+            uint64_t token = get_le(buf + pos + REC_HDR_LEN + 12, 8);
+            /* The loop already knows what became of the original: delivered, the copy is
+             * not needed; failed, it is decidable now. */
+            int fate = token != 0 ? fate_take(sp, token) : 0;
+            if (fate == COL_FATE_DELIVERED) {
+                sl->skipped = true;
+                atomic_fetch_add(&sp->doubt_found, 1);
+            } else if (fate == COL_FATE_FAILED) {
+                sl->ts_ms = 0; /* no waiting: check Kafka now */
+            }
         }
         nslots++;
         pos += len;
@@ -705,7 +770,7 @@ static uint64_t replay_window(col_spool_t *sp, uint64_t cursor, uint64_t end, ui
     int64_t wall = wall_ms();
     for (size_t i = 0; i < nslots; i++) {
         const replay_slot_t *sl = &slots[i];
-        int64_t ready = sl->ts_ms + sp->kafka_timeout_ms + DOUBT_SETTLE_MS;
+        int64_t ready = sl->ts_ms + atomic_load(&sp->doubt_settle_ms);
         if (sl->in_doubt && !sl->skipped && sl->ts_ms >= 0 && ready > wall) {
             if (i == 0) {
                 *wait_ms = ready - wall;
@@ -798,6 +863,7 @@ static void *replay_main(void *arg)
     offset_set_t skip = {0};
     doubt_map_t doubts = {0};
     uint64_t backoff_ms = 0, next_attempt = 0;
+    bool waiting_for_doubt = false; /* next_attempt is a wait for an event in doubt, not a backoff */
 
     if (buf == NULL || slots == NULL) {
         at_log(AT_LOG_ERROR, "spool", "replay thread out of memory", NULL);
@@ -826,6 +892,8 @@ static void *replay_main(void *arg)
             }
         }
         bool pending = sp->cursor < sp->durable_end;
+        if (atomic_exchange(&sp->fate_news, false) && waiting_for_doubt)
+            next_attempt = 0; /* the copy in doubt we wait for may be decidable now */
         bool work = pending && t >= next_attempt;
         if (!work) {
             /* Sleep until the end of a backoff, new spooled data, or Kafka reachable again
@@ -850,6 +918,7 @@ static void *replay_main(void *arg)
             outage = true;
         if (newcursor != cursor)
             write_cursor(sp, newcursor);
+        waiting_for_doubt = false;
         if (outage) {
             /* Whether all of Kafka is gone or only some partitions (whose loops already route
              * them here) is the prober's to say, not one window's. */
@@ -859,6 +928,7 @@ static void *replay_main(void *arg)
             next_attempt = now_ms() + backoff_ms;
         } else if (wait_ms > 0) {
             next_attempt = now_ms() + (uint64_t)wait_ms; /* an event in doubt not decidable yet */
+            waiting_for_doubt = true;
         } else {
             backoff_ms = 0;
             next_attempt = 0;
@@ -937,6 +1007,8 @@ col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t
     pthread_cond_init(&sp->writer_cv, NULL);
     pthread_cond_init(&sp->replay_cv, NULL);
     pthread_cond_init(&sp->prober_cv, NULL);
+    pthread_mutex_init(&sp->fate_mu, NULL);
+    sp->fates = calloc(FATES_MAX, sizeof(*sp->fates));
     sp->dir = strdup(dir);
 
     if (ntopics == 0 || ntopics > COL_SPOOL_MAX_TOPICS) {
@@ -993,6 +1065,7 @@ col_spool_t *col_spool_open(const char *dir, uint64_t max_bytes, rd_kafka_conf_t
     if (rd_kafka_conf_get(conf, "message.timeout.ms", tmo, &tmo_len) == RD_KAFKA_CONF_OK)
         tmo_s = tmo;
     sp->kafka_timeout_ms = tmo_s ? atoi(tmo_s) : 5000;
+    atomic_store(&sp->doubt_settle_ms, sp->kafka_timeout_ms + DOUBT_SETTLE_MS);
     rd_kafka_conf_set_dr_msg_cb(conf, replay_dr_cb);
     rd_kafka_conf_set_opaque(conf, sp);
     sp->partitioner = col_part_fn_from_conf(conf);
@@ -1141,11 +1214,28 @@ void col_spool_partition_suspect(col_spool_t *sp, int topic, int32_t partition, 
     }
 }
 
+void col_spool_partition_clear(col_spool_t *sp, int topic, int32_t partition)
+{
+    if (topic < 0 || topic >= (int)sp->ntopics || partition < 0 || partition >= COL_SPOOL_MAX_PARTITIONS)
+        return;
+    if (atomic_load_explicit(&sp->suspect[topic][partition], memory_order_relaxed) &&
+        atomic_exchange(&sp->suspect[topic][partition], 0)) {
+        char part[48];
+        snprintf(part, sizeof(part), "%s/%d", sp->topics[topic], (int)partition);
+        at_log(AT_LOG_INFO, "spool", "partition back: its events go to Kafka directly again", "partition", part, NULL);
+    }
+}
+
 bool col_spool_partition_is_suspect(col_spool_t *sp, int topic, int32_t partition)
 {
     if (topic < 0 || topic >= (int)sp->ntopics || partition < 0 || partition >= COL_SPOOL_MAX_PARTITIONS)
         return false;
     return atomic_load_explicit(&sp->suspect[topic][partition], memory_order_relaxed) != 0;
+}
+
+void col_spool_set_original_timeout(col_spool_t *sp, int ms)
+{
+    atomic_store(&sp->doubt_settle_ms, ms + DOUBT_SETTLE_MS);
 }
 
 int col_spool_broker_down(col_spool_t *sp, int32_t broker_id)
@@ -1239,6 +1329,8 @@ void col_spool_close(col_spool_t *sp, int replay_wait_ms)
     pthread_cond_destroy(&sp->writer_cv);
     pthread_cond_destroy(&sp->replay_cv);
     pthread_cond_destroy(&sp->prober_cv);
+    pthread_mutex_destroy(&sp->fate_mu);
+    free(sp->fates);
     pthread_mutex_destroy(&sp->mu);
     free(sp->dir);
     free(sp);

@@ -89,8 +89,21 @@ col_spool_rec_t *col_spool_rec_new(uint8_t topic, const void *key, size_t keylen
                                    void *opaque);
 
 /* Marks @p rec (before col_spool_append) as possibly already in Kafka: sent to @p partition
- * with Kafka timestamp @p ts_ms, with no answer. */
-void col_spool_rec_set_in_doubt(col_spool_rec_t *rec, int32_t partition, int64_t ts_ms);
+ * with Kafka timestamp @p ts_ms, with no answer. @p token (from col_spool_fate_token(), or
+ * 0) names the original while it is still being tried, so col_spool_fate() can tell the
+ * replayer what became of it. */
+void col_spool_rec_set_in_doubt(col_spool_rec_t *rec, int32_t partition, int64_t ts_ms, uint64_t token);
+
+enum { COL_FATE_DELIVERED = 1, COL_FATE_FAILED = 2 };
+
+/* A fresh token for col_spool_rec_set_in_doubt(). @locality: any thread */
+uint64_t col_spool_fate_token(col_spool_t *sp);
+
+/* The original of the copy in doubt with @p token was acknowledged by Kafka
+ * (COL_FATE_DELIVERED: the replayer drops the copy without looking) or failed for good
+ * (COL_FATE_FAILED: the replayer decides about the copy now). In memory only. @locality: any
+ * thread */
+void col_spool_fate(col_spool_t *sp, uint64_t token, int fate);
 
 /*
  * Queues @p rec for a durable append on behalf of @p client. Returns 0 (the outcome
@@ -118,12 +131,22 @@ void col_spool_report_outage(col_spool_t *sp);
  */
 void col_spool_partition_suspect(col_spool_t *sp, int topic, int32_t partition, const char *why);
 bool col_spool_partition_is_suspect(col_spool_t *sp, int topic, int32_t partition);
+/* Kafka acknowledged an event of the partition: it is not suspect any more. */
+void col_spool_partition_clear(col_spool_t *sp, int topic, int32_t partition);
 
 /*
  * The connection to broker @p broker_id broke (a loop's client saw it): every partition that
  * broker led at the last probe becomes suspect. Returns how many. @locality: any thread
  */
 int col_spool_broker_down(col_spool_t *sp, int32_t broker_id);
+
+/*
+ * How long the loops' producers keep trying an event (their message.timeout.ms): the replayer
+ * decides about an event in doubt only this long (+ 2 s) after it was first produced, when
+ * the first attempt is over for sure. Default: the replay producer's own timeout.
+ * @locality: any thread, before traffic
+ */
+void col_spool_set_original_timeout(col_spool_t *sp, int ms);
 
 /* The topic's partition count from the replayer's last metadata probe; 0 until known.
  * @locality: any thread */

@@ -69,11 +69,13 @@ build_dir() { # build_dir <dir> <cmake args...>: configure, then build all, goin
 
 # Every ctest run's output is kept so the totals can be summed at the end.
 ctest_logs=()
+ctest_dirs=()
 ctest_in() { # ctest_in <dir> <ctest args...>
   local dir=$1 log
   shift
   log=$(mktemp)
   ctest_logs+=("$log")
+  ctest_dirs+=("$dir")
   (cd "$dir" && ctest --output-on-failure "$@") 2>&1 | tee "$log"
   return "${PIPESTATUS[0]}"
 }
@@ -157,7 +159,13 @@ stage "summary ($((SECONDS - t_start))s total)"
 printf '  %s\n' "${summary[@]}"
 # One closing line over all ctest runs: "N passed, N failed".
 passed=0 failed_tests=0
-for log in "${ctest_logs[@]}"; do
+failed_names=()
+for i in "${!ctest_logs[@]}"; do
+  log=${ctest_logs[$i]}
+  # ctest's own list ("The following tests FAILED:" then "  NN - name (Failed)"), so the names
+  # are in the last lines of the output, where a CI page shows them.
+  while IFS= read -r name; do failed_names+=("${ctest_dirs[$i]}: $name"); done < <(
+    sed -n '/The following tests FAILED:/,/^[^[:space:]]/p' "$log" | grep -E '^\s+[0-9]+ - ' | sed -E 's/^\s+//')
   line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
   if [[ -n "$line" ]]; then
     f=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
@@ -167,6 +175,10 @@ for log in "${ctest_logs[@]}"; do
   fi
   rm -f "$log"
 done
+if [[ ${#failed_names[@]} -gt 0 ]]; then
+  echo "failed tests:"
+  printf '  %s\n' "${failed_names[@]}"
+fi
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "test.sh: FAILED: ${failed[*]}"
   echo "$passed passed, $failed_tests failed"

@@ -599,17 +599,32 @@ int ts_tagcount_catch_up(ts_tagcount_t *t, int timeout_ms)
 {
     int64_t deadline = now_us() + (int64_t)timeout_ms * 1000;
     int64_t high[TC_MAX_PARTITIONS];
-    for (int p = 0; p < t->nparts; p++) {
-        int64_t lo = 0;
-        high[p] = -1;
-        while (high[p] < 0 && now_us() < deadline) {
-            if (rd_kafka_query_watermark_offsets(t->rk, t->topic, p, &lo, &high[p], 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-                high[p] = -1;
+    /* Every partition's end offset in one ListOffsets per broker (offsets_for_times with the
+     * time END): a request per partition waits behind the consumer's long-polling fetch on
+     * the same connection, about half a second each. */
+    bool known = false;
+    while (!known && now_us() < deadline) {
+        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(t->nparts);
+        for (int p = 0; p < t->nparts; p++)
+            rd_kafka_topic_partition_list_add(parts, t->topic, p)->offset = RD_KAFKA_OFFSET_END;
+        int left = (int)((deadline - now_us()) / 1000);
+        if (rd_kafka_offsets_for_times(t->rk, parts, left < 5000 ? (left > 0 ? left : 1) : 5000) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            known = parts->cnt == t->nparts;
+            for (int i = 0; i < parts->cnt && known; i++) {
+                const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+                if (tp->partition < 0 || tp->partition >= t->nparts || tp->err != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                    tp->offset < 0)
+                    known = false;
+                else
+                    high[tp->partition] = tp->offset;
+            }
         }
-        if (high[p] < 0) {
-            fprintf(stderr, "[tagcount] %s [%d]: no watermark\n", t->topic, p);
-            return -1;
-        }
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    if (!known) {
+        fprintf(stderr, "[tagcount] %s: the partitions' end offsets are not known\n", t->topic);
+        return -1;
     }
     for (;;) {
         int behind = -1;

@@ -205,7 +205,7 @@ static void test_col_spool_rec_set_in_doubt__kept_across_reopen_and_checked(void
     int client = col_spool_register(sp, on_done, &s);
     col_spool_rec_t *plain = col_spool_rec_new(0, "k", 1, "plain", 5, NULL);
     col_spool_rec_t *doubt = col_spool_rec_new(0, "k", 1, "doubt", 5, NULL);
-    col_spool_rec_set_in_doubt(doubt, 7, INT64_C(1764720000123));
+    col_spool_rec_set_in_doubt(doubt, 7, INT64_C(1764720000123), 42);
     assert_true(doubt->in_doubt);
     assert_int_equal(doubt->partition, 7);
     assert_int_equal(col_spool_append(sp, client, plain), 0);
@@ -215,9 +215,9 @@ static void test_col_spool_rec_set_in_doubt__kept_across_reopen_and_checked(void
     col_spool_get_stats(sp, &st);
     assert_int_equal(st.doubt_appended, 1);
     col_spool_close(sp, 0);
-    /* 12-byte header for the plain record, 24 (with partition and timestamp) in doubt. */
+    /* 12-byte header for the plain record, 32 (with partition, timestamp, fate token) in doubt. */
     off_t good = file_size(dir);
-    assert_int_equal(good, (12 + 1 + 5) + (24 + 1 + 5));
+    assert_int_equal(good, (12 + 1 + 5) + (32 + 1 + 5));
 
     /* The doubt record's header bytes are in its CRC: a flipped partition byte cuts it. */
     char path[1024];
