@@ -1027,6 +1027,7 @@ static void worker_fini(worker_t *w)
         rd_kafka_topic_partition_list_destroy(w->assignment);
     if (w->rc != NULL)
         redisFree(w->rc);
+    enr_budget_fini(&w->budget);
     enr_ua_cache_destroy(w->ua_cache);
     free(w->items);
     free(w->overflow);
