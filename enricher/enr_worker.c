@@ -49,6 +49,8 @@ typedef struct item_s {
     int charge;             /* index into charges, or -1 */
     bson_t doc;
     bool has_doc, doc_is_event;
+    bool has_line;          /* valid event rendered as its sink line: lines[line_off, +line_len) */
+    size_t line_off, line_len;
 } item_t;
 
 /* An index over up to N keys (open addressing on a caller-computed hash); stores
@@ -84,6 +86,12 @@ typedef struct worker_s {
     imap_t fetch_map, stat_map, dup_map;
     bson_t **events, **rejected;    /* pointer arrays for the sink */
     size_t nevents, nrejected;
+    /* When the sink takes JSON lines (the file sink), valid events are rendered straight
+     * into this buffer instead of being built as BSON (enr_doc_event_json). */
+    bool use_lines;
+    char *lbuf;
+    size_t lcap, lused;
+    enr_line_t *lines;
 
     long dr_pending, dr_failed;
     bool stored;                    /* the batch is in the sink and topic; only the commit is left */
@@ -363,6 +371,7 @@ static void item_reset_attempt(item_t *it)
         bson_destroy(&it->doc);
     it->has_doc = false;
     it->doc_is_event = false;
+    it->has_line = false;
     it->charge = -1;
 }
 
@@ -641,6 +650,7 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
     /* 2. Validation and the enriched documents, under the cache read lock (no I/O). */
     w->ncharges = 0;
     w->nstats = 0;
+    w->lused = 0;
     imap_reset(&w->stat_map, w->nitems * 3 + 1); /* at most 3 fields per event */
     enr_cache_rdlock(srv->cache);
     for (size_t i = 0; i < w->nitems; i++) {
@@ -659,9 +669,21 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
         enr_ua_cache_classify(w->ua_cache, ev->ua.p, ev->ua.len, &ua);
         enr_validate(ev, ce, pe, &ua, &it->v);
         if (it->v.reason == AT_REJ_NONE) {
-            bson_init(&it->doc);
-            enr_doc_event(&it->doc, ev, ce->u.campaign, pe->u.publisher, &it->v);
-            it->has_doc = it->doc_is_event = true;
+            if (w->use_lines) {
+                size_t off = w->lused;
+                if (enr_doc_event_json(&w->lbuf, &w->lcap, &w->lused, ev, ce->u.campaign, pe->u.publisher, &it->v) !=
+                    0) {
+                    enr_cache_unlock(srv->cache);
+                    return at_err_set(err, AT_ERR_NOMEM, "event %s: cannot write its document as JSON", it->id);
+                }
+                it->has_line = true;
+                it->line_off = off;
+                it->line_len = w->lused - off;
+            } else {
+                bson_init(&it->doc);
+                enr_doc_event(&it->doc, ev, ce->u.campaign, pe->u.publisher, &it->v);
+                it->has_doc = it->doc_is_event = true;
+            }
             if (it->v.chargeable) {
                 enr_charge_t *c = &w->charges[w->ncharges];
                 c->c = ev->c.p;
@@ -719,7 +741,10 @@ static void build_rejected(worker_t *w)
     for (size_t i = 0; i < w->nitems; i++) {
         item_t *it = &w->items[i];
         if (it->v.reason == AT_REJ_NONE) {
-            w->events[w->nevents++] = &it->doc;
+            if (it->has_line)
+                w->lines[w->nevents++] = (enr_line_t){it->id, AT_UUID_STR_LEN, w->lbuf + it->line_off, it->line_len};
+            else
+                w->events[w->nevents++] = &it->doc;
             continue;
         }
         char rid[128];
@@ -825,8 +850,11 @@ static int attempt(worker_t *w, int *stage, bool *drop, at_err_t *err)
         }
         build_rejected(w);
         *stage = ENR_STAGE_SINK;
-        if (enr_sink_write(w->srv->sink, (const bson_t *const *)w->events, w->nevents,
-                           (const bson_t *const *)w->rejected, w->nrejected, &res, err) != 0) {
+        int src = w->use_lines ? enr_sink_write_lines(w->srv->sink, w->lines, w->nevents,
+                                                      (const bson_t *const *)w->rejected, w->nrejected, &res, err)
+                               : enr_sink_write(w->srv->sink, (const bson_t *const *)w->events, w->nevents,
+                                                (const bson_t *const *)w->rejected, w->nrejected, &res, err);
+        if (src != 0) {
             atomic_store(&w->srv->sink_ok, false);
             return -1;
         }
@@ -943,10 +971,12 @@ static int worker_init(worker_t *w, enr_server_t *srv, at_err_t *err)
     w->charges = calloc(bs + 1, sizeof(*w->charges));
     w->stats = calloc(bs * 3 + 1, sizeof(*w->stats)); /* events + rejected + rejected:<reason> */
     w->events = calloc(bs + 1, sizeof(*w->events));
+    w->lines = calloc(bs + 1, sizeof(*w->lines));
+    w->use_lines = enr_sink_takes_lines(srv->sink);
     w->rejected = calloc(bs + 1, sizeof(*w->rejected));
     w->ua_cache = enr_ua_cache_new(srv->ua, 1024);
     if (w->fetch == NULL || w->charges == NULL || w->stats == NULL || w->events == NULL || w->rejected == NULL ||
-        w->ua_cache == NULL)
+        w->lines == NULL || w->ua_cache == NULL)
         return at_err_set(err, AT_ERR_NOMEM, "worker: out of memory");
 
     const char *cdefaults[] = {"group.id", conf->group, "enable.auto.commit", "false", "enable.auto.offset.store",
@@ -1035,6 +1065,8 @@ static void worker_fini(worker_t *w)
     free(w->charges);
     free(w->stats);
     free(w->events);
+    free(w->lines);
+    free(w->lbuf);
     free(w->rejected);
     free(w->fetch_map.slot);
     free(w->fetch_map.hash);

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 
+#include "at_json.h"
 #include "enr_validate.h"
 
 #define TS_IN INT64_C(1790000000000) /* 2026-09-21, inside the flight below */
@@ -352,6 +353,131 @@ static void test_enr_doc_event__same_bytes_as_libbson_appends(void **state)
     }
 }
 
+/* ---- the direct JSON line against at_json_append_relaxed(enr_doc_event()) ---- */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* A random string into @p buf: plain ASCII mostly, sometimes quotes, backslashes, control
+ * characters and NUL, valid multi-byte UTF-8, and (rarely) bytes that are not UTF-8. */
+static size_t rnd_text(char *buf, size_t max)
+{
+    static const char *const pieces[] = {"a", "Zz", "0", " ", "-_.:", "/?&=", "\"", "\\", "\n", "\t", "\x01",
+                                         "\x1f", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "<>"};
+    static const char *const bad[] = {"\xff", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82", "\xf4\x90\x80\x80"};
+    size_t n = 0, want = (size_t)(rnd() % 24);
+    if (rnd() % 50 == 0)
+        want = 3000 + rnd() % 3000; /* longer than enr_doc_event()'s stack buffer */
+    while (n < want && n + 8 < max) {
+        uint64_t r = rnd() % 100;
+        const char *p;
+        size_t len;
+        if (r < 60) {
+            buf[n++] = (char)('a' + rnd() % 26);
+            continue;
+        }
+        if (r < 99) {
+            p = pieces[rnd() % AT_ARRAY_LEN(pieces)];
+            len = strlen(p);
+        } else if (rnd() % 2) {
+            p = bad[rnd() % AT_ARRAY_LEN(bad)];
+            len = strlen(p);
+        } else {
+            p = "\0";
+            len = 1;
+        }
+        memcpy(buf + n, p, len);
+        n += len;
+    }
+    return n;
+}
+
+static void test_enr_doc_event_json__same_bytes_as_bson_route(void **state)
+{
+    AT_UNUSED(state);
+    static char bufs[20][8192];
+    static const char *const ips[] = {"203.0.113.77", "10.0.0.1", "2001:db8::1", "::ffff:1.2.3.4", "nope", "1.2.3",
+                                      "01.2.3.4", "256.1.1.1", "fe80::1%eth0", ""};
+    static const int64_t times[] = {0, 1, 999, 1000, INT64_C(1795786022123), INT64_C(1795786022000),
+                                    AT_JSON_DATE_MAX, AT_JSON_DATE_MAX + 1, -1, INT64_MIN, INT64_MAX};
+    char *line = NULL, *ref = NULL;
+    size_t lcap = 0, rcap = 0;
+    int direct_differs = 0;
+    for (int i = 0; i < 20000; i++) {
+        at_event_t ev;
+        memset(&ev, 0, sizeof(ev));
+        for (int b = 0; b < 16; b++)
+            ev.id.b[b] = (uint8_t)rnd();
+        ev.type = (at_event_type_t)(rnd() % 5);
+        ev.src = (at_event_src_t)(rnd() % 3);
+        ev.ts_ms = rnd() % 4 ? INT64_C(1700000000000) + (int64_t)(rnd() % INT64_C(100000000000))
+                             : times[rnd() % AT_ARRAY_LEN(times)];
+        at_str_t *fields[] = {&ev.c, &ev.cr, &ev.p, &ev.pl, &ev.uid, &ev.u, &ev.ref, &ev.ua, &ev.d, &ev.tag};
+        for (size_t k = 0; k < AT_ARRAY_LEN(fields); k++) {
+            if (rnd() % 3 == 0)
+                continue; /* absent */
+            size_t n = rnd_text(bufs[k], sizeof(bufs[k]));
+            *fields[k] = (at_str_t){bufs[k], n};
+        }
+        const char *ip = ips[rnd() % AT_ARRAY_LEN(ips)];
+        ev.ip = (at_str_t){ip, strlen(ip)};
+        char adv[64], advn[64], name[64], pname[64];
+        size_t n;
+        n = rnd_text(bufs[10], 60), memcpy(adv, bufs[10], n), adv[n] = '\0';
+        n = rnd_text(bufs[11], 60), memcpy(advn, bufs[11], n), advn[n] = '\0';
+        n = rnd_text(bufs[12], 60), memcpy(name, bufs[12], n), name[n] = '\0';
+        n = rnd_text(bufs[13], 60), memcpy(pname, bufs[13], n), pname[n] = '\0';
+        enr_campaign_t cp = {.advertiser = adv, .advertiser_name = advn, .name = name};
+        enr_publisher_t pb = {.name = pname};
+        enr_verdict_t v;
+        memset(&v, 0, sizeof(v));
+        v.price_micros = rnd() % 5 == 0 ? -(int64_t)(rnd() % INT64_C(1000000000000)) : (int64_t)(rnd() % 100000);
+        if (rnd() % 100 == 0)
+            v.price_micros = rnd() % 2 ? INT64_MIN : INT64_MAX;
+        v.ua.family = (enr_ua_family_t)(rnd() % 6);
+        v.ua.device = (enr_device_t)(rnd() % 5);
+
+        bson_t doc = BSON_INITIALIZER;
+        enr_doc_event(&doc, &ev, &cp, &pb, &v);
+        size_t rused = 0, lused = 0;
+        int want = at_json_append_relaxed(&doc, &ref, &rcap, &rused);
+        bson_destroy(&doc);
+        /* Something already in the buffer stays as it is. */
+        size_t pre = (size_t)(rnd() % 3);
+        if (pre > 0) {
+            if (lcap < pre) {
+                lcap = 16;
+                line = realloc(line, lcap);
+            }
+            memcpy(line, "xyz", pre);
+            lused = pre;
+        }
+        int got = enr_doc_event_json(&line, &lcap, &lused, &ev, &cp, &pb, &v);
+        assert_int_equal(got, want);
+        if (want != 0) {
+            assert_int_equal(lused, pre);
+            continue;
+        }
+        if (lused - pre != rused || memcmp(line + pre, ref, rused) != 0) {
+            direct_differs++;
+            fail_msg("case %d differs:\n  got:  %.*s\n  want: %.*s", i, (int)(lused - pre), line + pre, (int)rused,
+                     ref);
+        }
+        if (pre > 0)
+            assert_memory_equal(line, "xyz", pre);
+    }
+    assert_int_equal(direct_differs, 0);
+    free(line);
+    free(ref);
+}
+
 static void test_enr_doc_rejected__fields(void **state)
 {
     AT_UNUSED(state);
@@ -396,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_enr_ip_anonymize__v4_v6),
         cmocka_unit_test_setup_teardown(test_enr_doc_event__fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enr_doc_event__same_bytes_as_libbson_appends, setup, teardown),
+        cmocka_unit_test(test_enr_doc_event_json__same_bytes_as_bson_route),
         cmocka_unit_test(test_enr_doc_rejected__fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
