@@ -100,7 +100,9 @@ PY
     [ "$served" = "$count" ] || { echo "devstream serves $served of $count; aborting" >&2; exit 1; }
 }
 
-metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2; exit }'; }
+# awk reads to the end: exiting at the match could SIGPIPE curl, which with pipefail ended the
+# whole script silently (seen in about a third of callgrind runs).
+metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m && !f { print $2; f = 1 }'; }
 total_calls() { $R info commandstats | awk -F'[=,:]' '/^cmdstat_/ { s += $3 } END { print s + 0 }'; }
 # Microseconds Redis spent running the budget script (EVALSHA and EVAL, the commands the
 # script calls included), from INFO commandstats.
