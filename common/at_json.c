@@ -2,6 +2,7 @@
  * at_json.c: JSON input framing (see at_json.h).
  */
 #include "at_json.h"
+#include "at_swar.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -81,12 +82,9 @@ bson_t *at_json_parse_single(const char *s, size_t len, char open, const char *w
  * Writing relaxed Extended JSON
  */
 
-/* SWAR tests on 8 bytes at once (exact: no false positives or negatives for "any byte"). */
-#define ONES UINT64_C(0x0101010101010101)
-#define HIGHS UINT64_C(0x8080808080808080)
-#define HAS_ZERO(w) (((w) - ONES) & ~(w) & HIGHS)
-#define HAS_BYTE(w, b) HAS_ZERO((w) ^ (ONES * (uint64_t)(b)))
-#define HAS_LESS(w, n) (((w) - ONES * (uint64_t)(n)) & ~(w) & HIGHS)
+#define HIGHS AT_SWAR_HIGHS
+#define HAS_BYTE AT_SWAR_HAS_BYTE
+#define HAS_LESS AT_SWAR_HAS_LESS
 
 char *at_json_put_str(char *o, const char *s, size_t n)
 {

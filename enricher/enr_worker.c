@@ -499,7 +499,8 @@ static void prepare(worker_t *w)
     for (size_t i = 0; i < w->nitems; i++) {
         item_t *it = &w->items[i];
         const char *payload = it->msg->payload != NULL ? it->msg->payload : "";
-        if (at_event_parse_json(payload, it->msg->len, &it->pe, &err) != 0) {
+        /* In place: the message lives as long as the batch (release_batch()). */
+        if (at_event_parse_json_view(payload, it->msg->len, &it->pe, &err) != 0) {
             it->env_reason = enr_parse_error_reason(&err);
             snprintf(it->env_detail, sizeof(it->env_detail), "%s", err.msg);
             continue;
@@ -671,7 +672,8 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
         if (it->v.reason == AT_REJ_NONE) {
             if (w->use_lines) {
                 size_t off = w->lused;
-                if (enr_doc_event_json(&w->lbuf, &w->lcap, &w->lused, ev, ce->u.campaign, pe->u.publisher, &it->v) !=
+                if (enr_doc_event_json(&w->lbuf, &w->lcap, &w->lused, ev, it->pe.plain, ce->u.campaign,
+                                       pe->u.publisher, &it->v) !=
                     0) {
                     enr_cache_unlock(srv->cache);
                     return at_err_set(err, AT_ERR_NOMEM, "event %s: cannot write its document as JSON", it->id);
