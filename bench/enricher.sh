@@ -13,6 +13,9 @@
 #   ENR_BENCH_MODES="warm cold rss"  which modes to run ("" for none, e.g. callgrind only)
 #   ENR_BENCH_BASE=DIR   a second build dir (e.g. the previous commit's): every run is done
 #                        with both enrichers, alternating, and the median ratio is printed
+#   ENR_BENCH_SCRIPT=N   also time the budget script alone (adtrack-enricher-budget-bench: N
+#                        calls of 1000 charges over 10 campaigns, RUNS times per build,
+#                        alternating): median ms per call and Redis us per charge
 #   ENR_BENCH_CALLGRIND=N  also drain N warm events once per build under valgrind
 #                        --tool=callgrind and print the worker thread's instructions per event
 #                        (counted inside enr_worker_main only: start-up, librdkafka's own
@@ -25,6 +28,7 @@ BIN=$BUILD/bin
 BASE=${ENR_BENCH_BASE:-}
 MODES=${ENR_BENCH_MODES-warm cold rss}
 CG_EVENTS=${ENR_BENCH_CALLGRIND:-0}
+SCRIPT_CALLS=${ENR_BENCH_SCRIPT:-0}
 BUILDS=("$BUILD")
 [ -n "$BASE" ] && BUILDS=("$BASE" "$BUILD")
 TMP=$(mktemp -d /tmp/enr-bench.XXXXXX)
@@ -178,6 +182,26 @@ for mode in $MODES; do
         python3 -c "print('%-5s ratio %s/%s events/s medians: %.2f' % ('$mode', '$(basename "$BUILD")', '$(basename "$BASE")', $c / $a))"
     fi
 done
+
+if [ "$SCRIPT_CALLS" -gt 0 ]; then
+    printf '%-6s %-14s %-4s %14s %20s\n' script build run ms_per_call redis_us_per_charge
+    for b in "${BUILDS[@]}"; do : >"$TMP/script-$(basename "$b").res"; done
+    for n in $(seq "$RUNS"); do
+        for b in "${BUILDS[@]}"; do
+            tool=$b/bin/adtrack-enricher-budget-bench
+            [ -x "$tool" ] || { echo "script: $tool missing (a build before it existed); skipped" >&2; continue; }
+            out=$("$tool" "$RPORT" "$SCRIPT_CALLS" 1000 10)
+            echo "$out" >>"$TMP/script-$(basename "$b").res"
+            printf '%-6s %-14s %-4s %14s %20s\n' script "$(basename "$b")" "$n" $out
+        done
+    done
+    for b in "${BUILDS[@]}"; do
+        res=$TMP/script-$(basename "$b").res
+        [ -s "$res" ] || continue
+        printf '%-6s %-14s %-4s %14s %20s\n' script "$(basename "$b")" median "$(cut -d' ' -f1 "$res" | median)" \
+            "$(cut -d' ' -f2 "$res" | median)"
+    done
+fi
 
 if [ "$CG_EVENTS" -gt 0 ]; then
     produce bench-cg 10 "$CG_EVENTS"
