@@ -532,14 +532,16 @@ static bool fetch_eq(const worker_t *w, int32_t pos, const void *key)
     return a->kind == b->kind && a->idlen == b->idlen && memcmp(a->id, b->id, a->idlen) == 0;
 }
 
-static void need(worker_t *w, enr_kind_t kind, at_str_t id, int64_t now)
+/* Counts into *@p hits / *@p misses (added to the shared counters once per batch: an atomic
+ * add per lookup on a cache line every worker thread writes). */
+static void need(worker_t *w, enr_kind_t kind, at_str_t id, int64_t now, uint64_t *hits, uint64_t *misses)
 {
     const enr_entry_t *e = enr_cache_get(w->srv->cache, kind, id.p, id.len);
     if (enr_cache_fresh(w->srv->cache, e, now)) {
-        at_counter_add(w->srv->stats.cache_hits, 1);
+        (*hits)++;
         return;
     }
-    at_counter_add(w->srv->stats.cache_misses, 1);
+    (*misses)++;
     enr_fetch_t f = {kind, id.p, id.len};
     uint64_t h = hash_bytes(UINT64_C(1469598103934665603) ^ (uint64_t)kind, id.p, id.len);
     long pos = imap_find(&w->fetch_map, h, fetch_eq, w, &f);
@@ -623,7 +625,7 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
 {
     enr_server_t *srv = w->srv;
     int64_t now = enr_mono_ms();
-    uint64_t ncmds = 0;
+    uint64_t ncmds = 0, hits = 0, misses = 0;
 
     /* 1. Cache misses, fetched together in one pipelined round trip. */
     w->nfetch = 0;
@@ -633,11 +635,13 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
         item_t *it = &w->items[i];
         if (it->env_reason != AT_REJ_NONE)
             continue;
-        need(w, ENR_CAMPAIGN, it->pe.ev.c, now);
+        need(w, ENR_CAMPAIGN, it->pe.ev.c, now, &hits, &misses);
         if (it->pe.ev.p.len > 0)
-            need(w, ENR_PUBLISHER, it->pe.ev.p, now);
+            need(w, ENR_PUBLISHER, it->pe.ev.p, now, &hits, &misses);
     }
     enr_cache_unlock(srv->cache);
+    at_counter_add(srv->stats.cache_hits, hits);
+    at_counter_add(srv->stats.cache_misses, misses);
     if (w->nfetch > 0) {
         if (ensure_redis(w, err) != 0)
             return -1;
@@ -874,22 +878,35 @@ static int attempt(worker_t *w, int *stage, bool *drop, at_err_t *err)
     return 0;
 }
 
+/* Adds the batch's outcomes to the shared counters: summed here first, so each counter gets
+ * one atomic add per batch, not per event. */
 static void count_outcomes(worker_t *w)
 {
     enr_stats_t *st = &w->srv->stats;
+    uint64_t valid = 0, rejected[AT_REJ__COUNT] = {0}, charges[3] = {0}, spend = 0;
     for (size_t i = 0; i < w->nitems; i++) {
         item_t *it = &w->items[i];
         if (it->v.reason == AT_REJ_NONE)
-            at_counter_add(st->valid, 1);
-        else if ((unsigned)it->v.reason < AT_REJ__COUNT && st->rejected[it->v.reason] != NULL)
-            at_counter_add(st->rejected[it->v.reason], 1);
+            valid++;
+        else if ((unsigned)it->v.reason < AT_REJ__COUNT)
+            rejected[it->v.reason]++;
         if (it->charge >= 0) {
             const enr_charge_t *c = &w->charges[it->charge];
-            at_counter_add(st->charges[c->verdict], 1);
+            charges[c->verdict]++;
             if (c->verdict == ENR_CHARGED)
-                at_counter_add(st->spend_micros, (uint64_t)c->price_micros);
+                spend += (uint64_t)c->price_micros;
         }
     }
+    if (valid > 0)
+        at_counter_add(st->valid, valid);
+    for (int r = 1; r < AT_REJ__COUNT; r++)
+        if (rejected[r] > 0 && st->rejected[r] != NULL)
+            at_counter_add(st->rejected[r], rejected[r]);
+    for (int v = 0; v < 3; v++)
+        if (charges[v] > 0)
+            at_counter_add(st->charges[v], charges[v]);
+    if (spend > 0)
+        at_counter_add(st->spend_micros, spend);
     at_counter_add(st->batches, 1);
 }
 
