@@ -13,6 +13,9 @@
 #   ENR_BENCH_MODES="warm cold rss"  which modes to run ("" for none, e.g. callgrind only)
 #   ENR_BENCH_BASE=DIR   a second build dir (e.g. the previous commit's): every run is done
 #                        with both enrichers, alternating, and the median ratio is printed
+#   ENR_BENCH_SCRIPT=N   also time the budget script alone (adtrack-enricher-budget-bench: N
+#                        calls of 1000 charges over 10 campaigns, RUNS times per build,
+#                        alternating): median ms per call and Redis us per charge
 #   ENR_BENCH_CALLGRIND=N  also drain N warm events once per build under valgrind
 #                        --tool=callgrind and print the worker thread's instructions per event
 #                        (counted inside enr_worker_main only: start-up, librdkafka's own
@@ -25,6 +28,7 @@ BIN=$BUILD/bin
 BASE=${ENR_BENCH_BASE:-}
 MODES=${ENR_BENCH_MODES-warm cold rss}
 CG_EVENTS=${ENR_BENCH_CALLGRIND:-0}
+SCRIPT_CALLS=${ENR_BENCH_SCRIPT:-0}
 BUILDS=("$BUILD")
 [ -n "$BASE" ] && BUILDS=("$BASE" "$BUILD")
 TMP=$(mktemp -d /tmp/enr-bench.XXXXXX)
@@ -100,12 +104,17 @@ PY
     [ "$served" = "$count" ] || { echo "devstream serves $served of $count; aborting" >&2; exit 1; }
 }
 
-metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2; exit }'; }
+# awk reads to the end: exiting at the match could SIGPIPE curl, which with pipefail ended the
+# whole script silently (seen in about a third of callgrind runs).
+metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m && !f { print $2; f = 1 }'; }
 total_calls() { $R info commandstats | awk -F'[=,:]' '/^cmdstat_/ { s += $3 } END { print s + 0 }'; }
+# Microseconds Redis spent running the budget script (EVALSHA and EVAL, the commands the
+# script calls included), from INFO commandstats.
+script_usec() { $R info commandstats | awk -F'[=,:]' '/^cmdstat_eval(sha)?:/ { s += $5 } END { print s + 0 }'; }
 
 # run TOPIC NCAMP IN_SET MODE N BUILD [COUNT [WRAPPER...]]: one timed drain of COUNT (default
 # EVENTS) events with BUILD's enricher, optionally started under WRAPPER (valgrind); prints
-# "events/s cmds/event(enricher) calls/event(redis) rss_MiB".
+# "events/s cmds/event(enricher) calls/event(redis) rss_MiB script_us/event".
 run() {
     local topic=$1 ncamp=$2 in_set=$3 mode=$4 n=$5 bin=$6/bin count=${7:-$EVENTS}
     local tagname; tagname=$mode-$n-$(basename "$6")
@@ -113,6 +122,7 @@ run() {
     seed "$ncamp" "$in_set"
     local port; port=$(free_port)
     local before; before=$(total_calls)
+    local us_before; us_before=$(script_usec)
     "$@" "$bin/adtrack-enricher" --brokers "$BS" --group "bench-$tagname-$RANDOM" --topic-raw "$topic" \
         --redis "127.0.0.1:$RPORT" --data-dir "$TMP/sink-$tagname" --listen "127.0.0.1:$port" \
         --batch-size 1000 --batch-max-ms 100 --log-level warn 2>"$TMP/enr-$tagname.err" &
@@ -133,10 +143,11 @@ run() {
     local cmds; cmds=$(metric "$port" 'adtrack_enricher_redis_commands_total')
     local rss; rss=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")
     local after; after=$(total_calls)
+    local us_after; us_after=$(script_usec)
     kill -TERM "$pid"; wait "$pid" || true
     python3 -c "
 ev=$count; dt=$t1-$t0; done=ev-${c0%.*}
-print('%.0f %.4f %.4f %s' % (done/dt, $cmds/ev, ($after-$before)/ev, '$rss'))"
+print('%.0f %.4f %.4f %s %.2f' % (done/dt, $cmds/ev, ($after-$before)/ev, '$rss', ($us_after-$us_before)/ev))"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
@@ -144,7 +155,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 echo "# producing $EVENTS events to bench-warm (10 campaigns) and bench-cold (100000 campaigns)" >&2
 case " $MODES " in *" warm "*) produce bench-warm 10 ;; esac
 case " $MODES " in *" cold "* | *" rss "*) produce bench-cold 100000 ;; esac
-printf '%-5s %-14s %-4s %12s %18s %20s %8s\n' mode build run events_per_s enricher_cmds_per_ev redis_calls_per_ev rss_MiB
+printf '%-5s %-14s %-4s %12s %18s %20s %8s %12s\n' mode build run events_per_s enricher_cmds_per_ev redis_calls_per_ev rss_MiB script_us_per_ev
 for mode in $MODES; do
     for b in "${BUILDS[@]}"; do : >"$TMP/$mode-$(basename "$b").res"; done
     for n in $(seq "$RUNS"); do
@@ -156,14 +167,14 @@ for mode in $MODES; do
             *) echo "unknown mode '$mode'" >&2; exit 2 ;;
             esac
             echo "$out" >>"$TMP/$mode-$(basename "$b").res"
-            printf '%-5s %-14s %-4s %12s %18s %20s %8s\n' "$mode" "$(basename "$b")" "$n" $out
+            printf '%-5s %-14s %-4s %12s %18s %20s %8s %12s\n' "$mode" "$(basename "$b")" "$n" $out
         done
     done
     for b in "${BUILDS[@]}"; do
         res=$TMP/$mode-$(basename "$b").res
-        printf '%-5s %-14s %-4s %12s %18s %20s %8s\n' "$mode" "$(basename "$b")" median \
+        printf '%-5s %-14s %-4s %12s %18s %20s %8s %12s\n' "$mode" "$(basename "$b")" median \
             "$(cut -d' ' -f1 "$res" | median)" "$(cut -d' ' -f2 "$res" | median)" \
-            "$(cut -d' ' -f3 "$res" | median)" "$(cut -d' ' -f4 "$res" | median)"
+            "$(cut -d' ' -f3 "$res" | median)" "$(cut -d' ' -f4 "$res" | median)" "$(cut -d' ' -f5 "$res" | median)"
     done
     if [ -n "$BASE" ]; then
         a=$(cut -d' ' -f1 "$TMP/$mode-$(basename "$BASE").res" | median)
@@ -171,6 +182,26 @@ for mode in $MODES; do
         python3 -c "print('%-5s ratio %s/%s events/s medians: %.2f' % ('$mode', '$(basename "$BUILD")', '$(basename "$BASE")', $c / $a))"
     fi
 done
+
+if [ "$SCRIPT_CALLS" -gt 0 ]; then
+    printf '%-6s %-14s %-4s %14s %20s\n' script build run ms_per_call redis_us_per_charge
+    for b in "${BUILDS[@]}"; do : >"$TMP/script-$(basename "$b").res"; done
+    for n in $(seq "$RUNS"); do
+        for b in "${BUILDS[@]}"; do
+            tool=$b/bin/adtrack-enricher-budget-bench
+            [ -x "$tool" ] || { echo "script: $tool missing (a build before it existed); skipped" >&2; continue; }
+            out=$("$tool" "$RPORT" "$SCRIPT_CALLS" 1000 10)
+            echo "$out" >>"$TMP/script-$(basename "$b").res"
+            printf '%-6s %-14s %-4s %14s %20s\n' script "$(basename "$b")" "$n" $out
+        done
+    done
+    for b in "${BUILDS[@]}"; do
+        res=$TMP/script-$(basename "$b").res
+        [ -s "$res" ] || continue
+        printf '%-6s %-14s %-4s %14s %20s\n' script "$(basename "$b")" median "$(cut -d' ' -f1 "$res" | median)" \
+            "$(cut -d' ' -f2 "$res" | median)"
+    done
+fi
 
 if [ "$CG_EVENTS" -gt 0 ]; then
     produce bench-cg 10 "$CG_EVENTS"

@@ -10,11 +10,13 @@
 #include "at_event.h"
 #include "at_time.h"
 #include "at_json.h"
+#include "at_swar.h"
 
 #include <time.h>
 
 #include <bson/bson.h>
 #include <limits.h>
+#include <pthread.h>
 
 /* Largest ts_ms that relaxed Extended JSON writes as an ISO-8601 string libbson can read
  * back (9999-12-31T23:59:59.999Z). libbson 1.23 writes later dates with a 5+ digit year
@@ -149,6 +151,13 @@ static size_t utf8_valid_prefix(const char *s, size_t len, size_t max)
     size_t i = 0;
 
     while (i < len) {
+        uint64_t w;
+        /* 8 ASCII bytes without NUL at once */
+        if (i + 8 <= len && i + 8 <= max &&
+            (memcpy(&w, s + i, 8), !AT_SWAR_HAS_HIGH(w) && !AT_SWAR_HAS_ZERO(w))) {
+            i += 8;
+            continue;
+        }
         if (u[i] >= 0x01 && u[i] < 0x80) { /* ASCII fast path */
             if (i + 1 > max)
                 break;
@@ -166,6 +175,10 @@ static size_t utf8_valid_prefix(const char *s, size_t len, size_t max)
 /* ------------------------------------------------------------------------------------------
  * Field rules
  */
+
+/* Character classes of the ASCII fields, one bit each in a table filled once from the rules
+ * below: a lookup per byte instead of a call and a chain of comparisons. */
+enum { CC_ID = 1, CC_UID = 2, CC_TAG = 4, CC_IP = 8 };
 
 static bool is_id_char(unsigned char ch)
 {
@@ -188,11 +201,30 @@ static bool is_ip_char(unsigned char ch)
     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F') || ch == '.' || ch == ':';
 }
 
-/* Offset of the first byte of @p s not accepted by @p ok, or s->len when all are. */
-static size_t first_bad_char(const at_str_t *s, bool (*ok)(unsigned char))
+static uint8_t char_class_table[256];
+static pthread_once_t char_class_once = PTHREAD_ONCE_INIT;
+
+static void char_class_init(void)
 {
+    for (int c = 0; c < 256; c++) {
+        unsigned char ch = (unsigned char)c;
+        char_class_table[c] = (uint8_t)((is_id_char(ch) ? CC_ID : 0) | (is_uid_char(ch) ? CC_UID : 0) |
+                                        (is_tag_char(ch) ? CC_TAG : 0) | (is_ip_char(ch) ? CC_IP : 0));
+    }
+}
+
+static const uint8_t *char_class(void)
+{
+    pthread_once(&char_class_once, char_class_init);
+    return char_class_table;
+}
+
+/* Offset of the first byte of @p s outside class @p cc, or s->len when all are in it. */
+static size_t first_bad_char(const at_str_t *s, uint8_t cc)
+{
+    const uint8_t *t = char_class();
     for (size_t i = 0; i < s->len; i++) {
-        if (!ok((unsigned char)s->p[i]))
+        if (!(t[(unsigned char)s->p[i]] & cc))
             return i;
     }
     return s->len;
@@ -213,7 +245,7 @@ static at_reject_t check_id(const char *name, const at_str_t *s, bool required, 
         at_err_set(err, AT_ERR_INVALID, "%s: %zu bytes, longer than %d; %s", name, s->len, AT_EVENT_ID_MAX, id_rule);
         return AT_REJ_FIELD_TOO_LONG;
     }
-    size_t bad = first_bad_char(s, is_id_char);
+    size_t bad = first_bad_char(s, CC_ID);
     if (bad < s->len) {
         at_err_set(err, AT_ERR_INVALID, "%s: invalid character at byte %zu; %s", name, bad, id_rule);
         return AT_REJ_INVALID_FIELD;
@@ -222,8 +254,8 @@ static at_reject_t check_id(const char *name, const at_str_t *s, bool required, 
 }
 
 /* uid, tag, ip: an optional ASCII field with a length limit and a character rule. */
-static at_reject_t check_ascii(const char *name, const at_str_t *s, size_t max, bool (*ok)(unsigned char),
-                               const char *rule, at_err_t *err)
+static at_reject_t check_ascii(const char *name, const at_str_t *s, size_t max, uint8_t cc, const char *rule,
+                               at_err_t *err)
 {
     if (s->len == 0)
         return AT_REJ_NONE;
@@ -231,7 +263,7 @@ static at_reject_t check_ascii(const char *name, const at_str_t *s, size_t max, 
         at_err_set(err, AT_ERR_INVALID, "%s: %zu bytes, longer than %zu", name, s->len, max);
         return AT_REJ_FIELD_TOO_LONG;
     }
-    size_t bad = first_bad_char(s, ok);
+    size_t bad = first_bad_char(s, cc);
     if (bad < s->len) {
         at_err_set(err, AT_ERR_INVALID, "%s: invalid character at byte %zu; expected %s", name, bad, rule);
         return AT_REJ_INVALID_FIELD;
@@ -312,7 +344,7 @@ static at_reject_t check_event(at_event_t *ev, const at_str_t *e_text, at_err_t 
         return r;
     if ((r = check_id("pl", &ev->pl, false, err)) != AT_REJ_NONE)
         return r;
-    if ((r = check_ascii("uid", &ev->uid, AT_EVENT_UID_MAX, is_uid_char, "printable ASCII without quotes or backslash",
+    if ((r = check_ascii("uid", &ev->uid, AT_EVENT_UID_MAX, CC_UID, "printable ASCII without quotes or backslash",
                          err)) != AT_REJ_NONE)
         return r;
     if ((r = check_url("u", &ev->u, err)) != AT_REJ_NONE)
@@ -321,9 +353,9 @@ static at_reject_t check_event(at_event_t *ev, const at_str_t *e_text, at_err_t 
         return r;
     if ((r = check_url("d", &ev->d, err)) != AT_REJ_NONE)
         return r;
-    if ((r = check_ascii("tag", &ev->tag, AT_EVENT_TAG_MAX, is_tag_char, "printable ASCII", err)) != AT_REJ_NONE)
+    if ((r = check_ascii("tag", &ev->tag, AT_EVENT_TAG_MAX, CC_TAG, "printable ASCII", err)) != AT_REJ_NONE)
         return r;
-    if ((r = check_ascii("ip", &ev->ip, AT_EVENT_IP_MAX, is_ip_char, "a textual IPv4 or IPv6 address [0-9A-Fa-f.:]",
+    if ((r = check_ascii("ip", &ev->ip, AT_EVENT_IP_MAX, CC_IP, "a textual IPv4 or IPv6 address [0-9A-Fa-f.:]",
                          err)) != AT_REJ_NONE)
         return r;
     return AT_REJ_NONE;
@@ -651,8 +683,8 @@ static int parse_fields(const bson_t *doc, at_event_parsed_t *out, at_err_t *err
  * with libbson, so every answer outside the subset, and every error message, is libbson's.
  * Inside the subset the result equals libbson's reading (tests/unit/common/test_at_event.c
  * compares the two on generated and mutated envelopes; fuzz it with the same comparison).
- * Returns 1 with @p out filled (its views point into out->text, a copy of the input), or
- * 0 with @p out untouched.
+ * Returns 1 with @p out filled (its views point into out->text, a copy of the input, or
+ * with @p copy false into the input itself), or 0 with @p out untouched.
  */
 typedef struct fast_s {
     const char *p, *end;
@@ -664,12 +696,31 @@ static void fast_ws(fast_t *f)
         f->p++;
 }
 
-/* A string of printable ASCII without escapes: its content in *s, *n. */
+/* A string of printable ASCII without escapes: its content in *s, *n. Eight bytes at a time:
+ * the first byte of a word that is '"', '\\', a control character, DEL or above 0x7e is
+ * found exactly (the lowest flag of each SWAR test is exact), and it either closes the
+ * string or makes it one for libbson's path. */
 static bool fast_str(fast_t *f, const char **s, size_t *n)
 {
     if (f->p >= f->end || *f->p != '"')
         return false;
     const char *start = ++f->p;
+    while (f->end - f->p >= 8) {
+        uint64_t w = at_swar_load(f->p);
+        uint64_t m = AT_SWAR_HAS_LESS(w, 0x20) | AT_SWAR_HAS_HIGH(w) | AT_SWAR_HAS_BYTE(w, 0x7f) |
+                     AT_SWAR_HAS_BYTE(w, '"') | AT_SWAR_HAS_BYTE(w, '\\');
+        if (m == 0) {
+            f->p += 8;
+            continue;
+        }
+        f->p += AT_SWAR_FIRST(m);
+        if (*f->p != '"')
+            return false;
+        *s = start;
+        *n = (size_t)(f->p - start);
+        f->p++;
+        return true;
+    }
     while (f->p < f->end) {
         unsigned char c = (unsigned char)*f->p;
         if (c == '"') {
@@ -744,23 +795,51 @@ static bool key_is(const char *k, size_t kn, const char *name)
     return strlen(name) == kn && memcmp(k, name, kn) == 0;
 }
 
-/* Index of an envelope key (as parse_field_index()), or -1. Keys are 1-3 bytes, so the
- * candidates are narrowed by length and first byte before comparing. */
+/* Index of an envelope key, the same as parse_field_index() gives (PF_STR0 + the position
+ * in str_fields: c cr p pl uid u ref ua ip d tag), or -1. Decided by length and bytes: this
+ * runs for every key of every event. The differential test of the two readers would catch
+ * a mapping that drifted from str_fields. */
 static int fast_field_index(const char *k, size_t kn)
 {
-    static const char *const fixed[] = {"v", "id", "ts", "e", "src"};
-    if (kn == 0 || kn > 3)
+    switch (kn) {
+    case 1:
+        switch (k[0]) {
+        case 'v': return PF_V;
+        case 'e': return PF_E;
+        case 'c': return PF_STR0 + 0;
+        case 'p': return PF_STR0 + 2;
+        case 'u': return PF_STR0 + 5;
+        case 'd': return PF_STR0 + 9;
+        default: return -1;
+        }
+    case 2: {
+        unsigned two = (unsigned)(unsigned char)k[0] << 8 | (unsigned char)k[1];
+        switch (two) {
+        case 'i' << 8 | 'd': return PF_ID;
+        case 't' << 8 | 's': return PF_TS;
+        case 'c' << 8 | 'r': return PF_STR0 + 1;
+        case 'p' << 8 | 'l': return PF_STR0 + 3;
+        case 'u' << 8 | 'a': return PF_STR0 + 7;
+        case 'i' << 8 | 'p': return PF_STR0 + 8;
+        default: return -1;
+        }
+    }
+    case 3:
+        if (memcmp(k, "src", 3) == 0)
+            return PF_SRC;
+        if (memcmp(k, "uid", 3) == 0)
+            return PF_STR0 + 4;
+        if (memcmp(k, "ref", 3) == 0)
+            return PF_STR0 + 6;
+        if (memcmp(k, "tag", 3) == 0)
+            return PF_STR0 + 10;
         return -1;
-    for (size_t i = 0; i < AT_ARRAY_LEN(fixed); i++)
-        if (fixed[i][0] == k[0] && key_is(k, kn, fixed[i]))
-            return (int)i;
-    for (size_t i = 0; i < AT_ARRAY_LEN(str_fields); i++)
-        if (str_fields[i].key[0] == k[0] && key_is(k, kn, str_fields[i].key))
-            return PF_STR0 + (int)i;
-    return -1;
+    default:
+        return -1;
+    }
 }
 
-static int parse_fast(const char *json, size_t len, at_event_parsed_t *out)
+static int parse_fast(const char *json, size_t len, bool copy, at_event_parsed_t *out)
 {
     fast_t f = {json, json + len};
     at_event_parsed_t pe;
@@ -871,28 +950,40 @@ static int parse_fast(const char *json, size_t len, at_event_parsed_t *out)
     size_t ci = 0; /* c is str_fields[0] */
     if (!views[ci].set || views[ci].len == 0 || len > (size_t)SSIZE_MAX)
         return 0;
-    char *text = malloc(len + 1);
-    if (text == NULL)
-        return 0;
-    memcpy(text, json, len);
-    text[len] = '\0';
+    char *text = NULL;
+    const char *base = json;
+    if (copy) {
+        if ((text = malloc(len + 1)) == NULL)
+            return 0;
+        memcpy(text, json, len);
+        text[len] = '\0';
+        base = text;
+    }
     for (size_t i = 0; i < AT_ARRAY_LEN(str_fields); i++) {
         if (!views[i].set)
             continue;
         at_str_t *dst = (at_str_t *)((char *)&pe.ev + str_fields[i].off);
-        dst->p = text + views[i].off;
+        dst->p = base + views[i].off;
         dst->len = views[i].len;
     }
     if (!have_src)
         pe.ev.src = AT_SRC_PIXEL;
     pe.text = text;
+    pe.plain = true;
     *out = pe;
     return 1;
 }
 
 int at_event_parse_json(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err)
 {
-    if (json != NULL && parse_fast(json, len, out) == 1)
+    if (json != NULL && parse_fast(json, len, true, out) == 1)
+        return 0;
+    return at_event_parse_json_libbson(json, len, out, err);
+}
+
+int at_event_parse_json_view(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err)
+{
+    if (json != NULL && parse_fast(json, len, false, out) == 1)
         return 0;
     return at_event_parse_json_libbson(json, len, out, err);
 }

@@ -130,7 +130,10 @@ typedef struct at_event_parsed_s {
     at_event_t ev;
     int v;              /* schema version found */
     void *doc;          /* bson_t *, owned; NULL when the fast reader read it */
-    char *text;         /* owned copy of the input (NUL-terminated); NULL when libbson read it */
+    char *text;         /* owned copy of the input (NUL-terminated); NULL when libbson read it,
+                         * or when at_event_parse_json_view() left the views in the input */
+    bool plain;         /* read by the fast reader: every string field is printable ASCII
+                         * (0x20-0x7e) without '"' or '\\', so JSON needs no escapes for it */
 } at_event_parsed_t;
 
 /* Parses an envelope. Returns 0, or -1 with @p err naming the bad field (the caller
@@ -138,6 +141,11 @@ typedef struct at_event_parsed_s {
  * AT_ERR_INVALID = not JSON, AT_ERR_RANGE = JSON but not an envelope). On success the
  * caller calls at_event_parsed_free(). */
 int at_event_parse_json(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err);
+/* As at_event_parse_json(), but when the fast reader reads @p json the views point into
+ * @p json itself instead of a copy: the caller keeps it alive and unchanged until
+ * at_event_parsed_free(). (The enricher parses each Kafka message this way; the message
+ * lives as long as its batch.) */
+int at_event_parse_json_view(const char *json, size_t len, at_event_parsed_t *out, at_err_t *err);
 /* The same, always through libbson's reader. at_event_parse_json() reads the envelopes the
  * collector writes (flat, ASCII, no escapes) with a small hand parser and leaves the rest
  * to this; the two must agree on every input, which the tests and the fuzzer check with

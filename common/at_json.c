@@ -2,6 +2,7 @@
  * at_json.c: JSON input framing (see at_json.h).
  */
 #include "at_json.h"
+#include "at_swar.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -81,12 +82,9 @@ bson_t *at_json_parse_single(const char *s, size_t len, char open, const char *w
  * Writing relaxed Extended JSON
  */
 
-/* SWAR tests on 8 bytes at once (exact: no false positives or negatives for "any byte"). */
-#define ONES UINT64_C(0x0101010101010101)
-#define HIGHS UINT64_C(0x8080808080808080)
-#define HAS_ZERO(w) (((w) - ONES) & ~(w) & HIGHS)
-#define HAS_BYTE(w, b) HAS_ZERO((w) ^ (ONES * (uint64_t)(b)))
-#define HAS_LESS(w, n) (((w) - ONES * (uint64_t)(n)) & ~(w) & HIGHS)
+#define HIGHS AT_SWAR_HIGHS
+#define HAS_BYTE AT_SWAR_HAS_BYTE
+#define HAS_LESS AT_SWAR_HAS_LESS
 
 char *at_json_put_str(char *o, const char *s, size_t n)
 {
@@ -147,7 +145,7 @@ char *at_json_put_str(char *o, const char *s, size_t n)
  * (no overlong forms, surrogates or code points above U+10FFFF). Such text is always
  * accepted by libbson's writer; anything else is left to libbson to judge. NUL and other
  * ASCII bytes are fine: they are escaped. */
-static bool utf8_strict(const char *s, size_t n)
+bool at_json_utf8_ok(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
@@ -190,9 +188,6 @@ static bool utf8_strict(const char *s, size_t n)
     return true;
 }
 
-/* The largest date libbson writes as an ISO string that this writer also formats:
- * 9999-12-31T23:59:59.999Z. */
-#define JSON_DATE_MAX INT64_C(253402300799999)
 
 /* Civil date of @p days since 1970-01-01 (proleptic Gregorian, days >= 0). */
 static void civil_from_days(int64_t days, int *y, int *m, int *d)
@@ -217,9 +212,7 @@ static char *put_digits(char *o, unsigned v, int width)
     return o + width;
 }
 
-/* libbson's relaxed date: { "$date" : "YYYY-MM-DDTHH:MM:SS[.mmm]Z" }, the milliseconds
- * only when they are not 0. @p ms in [0, JSON_DATE_MAX]. */
-static char *put_date(char *o, int64_t ms)
+char *at_json_put_date(char *o, int64_t ms)
 {
     int64_t secs = ms / 1000, days = secs / 86400, sod = secs % 86400;
     int y, m, d;
@@ -291,10 +284,10 @@ static int write_elements(jbuf_t *b, const bson_t *doc, bool array, int depth, b
         const char *s = NULL;
         if (t == BSON_TYPE_UTF8) {
             s = bson_iter_utf8(&it, &slen);
-            if (!utf8_strict(s, slen))
+            if (!at_json_utf8_ok(s, slen))
                 return 0;
         }
-        if (!array && !utf8_strict(key, klen))
+        if (!array && !at_json_utf8_ok(key, klen))
             return 0;
         /* separator + key + " : " + the largest scalar (a string, or 64 bytes) */
         if ((o = jbuf_room(b, 2 + (array ? 0 : 6 * klen + 5) + 6 * (size_t)slen + 64)) == NULL)
@@ -329,9 +322,9 @@ static int write_elements(jbuf_t *b, const bson_t *doc, bool array, int depth, b
             break;
         case BSON_TYPE_DATE_TIME: {
             int64_t ms = bson_iter_date_time(&it);
-            if (ms < 0 || ms > JSON_DATE_MAX)
+            if (ms < 0 || ms > AT_JSON_DATE_MAX)
                 return 0;
-            o = put_date(o, ms);
+            o = at_json_put_date(o, ms);
             break;
         }
         case BSON_TYPE_DOCUMENT:

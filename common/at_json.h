@@ -42,4 +42,19 @@ int at_json_append_relaxed(const bson_t *doc, char **buf, size_t *cap, size_t *u
  * most 2 + 6n bytes at @p o; returns the end of what it wrote. */
 char *at_json_put_str(char *o, const char *s, size_t n);
 
+/* True when every byte of @p s at or above 0x80 belongs to a well-formed UTF-8 sequence (no
+ * overlong forms, surrogates or code points above U+10FFFF): the strings
+ * at_json_append_relaxed() writes itself with at_json_put_str(). NUL and other ASCII
+ * bytes are fine (escaped). */
+bool at_json_utf8_ok(const char *s, size_t n);
+
+/* The largest date libbson writes as an ISO string that this writer also formats:
+ * 9999-12-31T23:59:59.999Z. */
+#define AT_JSON_DATE_MAX INT64_C(253402300799999)
+
+/* Writes libbson's relaxed date for @p ms in [0, AT_JSON_DATE_MAX]:
+ * { "$date" : "YYYY-MM-DDTHH:MM:SS[.mmm]Z" }, the milliseconds only when they are not 0.
+ * Needs at most 40 bytes at @p o; returns the end of what it wrote. */
+char *at_json_put_date(char *o, int64_t ms);
+
 #endif

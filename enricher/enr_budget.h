@@ -55,12 +55,17 @@ typedef struct enr_stat_s {
     int64_t n;
 } enr_stat_t;
 
-/* The script's SHA1 after enr_budget_load(), for EVALSHA. */
+/* The script's SHA1 after enr_budget_load(), for EVALSHA, and buffers kept between calls.
+ * Zero-initialise it, set replay_window_s, and free it with enr_budget_fini(). */
 typedef struct enr_budget_s {
     char sha[41];
     bool loaded;
     int64_t replay_window_s;
+    struct enr_budget_scratch_s *scratch;
 } enr_budget_t;
+
+/* Frees what enr_budget_run() keeps between calls (the struct itself is the caller's). */
+void enr_budget_fini(enr_budget_t *b);
 
 /* SCRIPT LOAD. 0 or -1 with @p err. */
 int enr_budget_load(enr_budget_t *b, redisContext *rc, at_err_t *err);

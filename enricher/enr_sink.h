@@ -14,6 +14,14 @@
 
 typedef struct enr_sink_s enr_sink_t;
 
+/* One document already written as its relaxed Extended JSON line (see write_lines). */
+typedef struct enr_line_s {
+    const char *id; /* its "_id" string */
+    size_t idlen;
+    const char *json; /* exactly what at_json_append_relaxed() writes for it; no newline */
+    size_t len;
+} enr_line_t;
+
 typedef struct enr_sink_result_s {
     size_t inserted;   /* new documents stored */
     size_t duplicates; /* documents that were already stored (counted as success) */
@@ -30,6 +38,13 @@ typedef struct enr_sink_ops_s {
      */
     int (*write)(enr_sink_t *s, const bson_t *const *events, size_t nevents, const bson_t *const *rejected,
                  size_t nrejected, enr_sink_result_t *res, at_err_t *err);
+    /*
+     * Optional (NULL when the sink stores BSON): as write(), but the events come as their
+     * JSON lines, so the caller need not build BSON documents for them. The lines stay the
+     * caller's. @locality: as write().
+     */
+    int (*write_lines)(enr_sink_t *s, const enr_line_t *events, size_t nevents, const bson_t *const *rejected,
+                       size_t nrejected, enr_sink_result_t *res, at_err_t *err);
     /* Frees the sink; accepts NULL. */
     void (*destroy)(enr_sink_t *s);
     const char *name; /* "mongodb" or "file" */
@@ -62,6 +77,19 @@ static inline int enr_sink_write(enr_sink_t *s, const bson_t *const *events, siz
                                  at_err_t *err)
 {
     return s->ops->write(s, events, nevents, rejected, nrejected, res, err);
+}
+
+/* True when the sink takes events as JSON lines (enr_sink_write_lines()). */
+static inline bool enr_sink_takes_lines(const enr_sink_t *s)
+{
+    return s->ops->write_lines != NULL;
+}
+
+static inline int enr_sink_write_lines(enr_sink_t *s, const enr_line_t *events, size_t nevents,
+                                       const bson_t *const *rejected, size_t nrejected, enr_sink_result_t *res,
+                                       at_err_t *err)
+{
+    return s->ops->write_lines(s, events, nevents, rejected, nrejected, res, err);
 }
 
 static inline void enr_sink_destroy(enr_sink_t *s)

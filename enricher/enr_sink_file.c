@@ -36,12 +36,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ---- a set of id strings (open addressing, linear probing) ---- */
+/* ---- a set of id strings (open addressing, linear probing) ----
+ * The ids live in one arena; a slot holds the id's hash, offset and length, so a probe
+ * compares hashes before it touches the text (the sets hold two files' worth of ids,
+ * about 200,000: a pointer per slot to a separately allocated string cost a cache miss
+ * and a strlen per probe). */
+
+typedef struct idslot_s {
+    uint64_t hash; /* 0: free (real hashes are made odd) */
+    uint32_t off, len;
+} idslot_t;
 
 typedef struct idset_s {
-    char **slots;
+    idslot_t *slots;
     size_t cap; /* power of two */
     size_t n;
+    char *text;
+    size_t used, text_cap;
 } idset_t;
 
 static uint64_t str_hash(const char *s, size_t len)
@@ -51,64 +62,86 @@ static uint64_t str_hash(const char *s, size_t len)
         h ^= (unsigned char)s[i];
         h *= UINT64_C(1099511628211);
     }
-    return h ^ (h >> 31);
+    return (h ^ (h >> 31)) | 1;
 }
 
 static void idset_clear(idset_t *s)
 {
-    for (size_t i = 0; i < s->cap; i++)
-        free(s->slots[i]);
     free(s->slots);
+    free(s->text);
     memset(s, 0, sizeof(*s));
 }
 
-static bool idset_has(const idset_t *s, const char *id, size_t len)
+/* Empties @p s, keeping its memory. */
+static void idset_reset(idset_t *s)
+{
+    if (s->n > 0)
+        memset(s->slots, 0, s->cap * sizeof(*s->slots));
+    s->n = 0;
+    s->used = 0;
+}
+
+static bool idset_has_h(const idset_t *s, const char *id, size_t len, uint64_t h)
 {
     if (s->cap == 0)
         return false;
-    for (size_t i = (size_t)str_hash(id, len) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
-        const char *x = s->slots[i];
-        if (x == NULL)
+    for (size_t i = (size_t)h & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+        const idslot_t *x = &s->slots[i];
+        if (x->hash == 0)
             return false;
-        if (strlen(x) == len && memcmp(x, id, len) == 0)
+        if (x->hash == h && x->len == len && memcmp(s->text + x->off, id, len) == 0)
             return true;
     }
 }
 
-static int idset_add(idset_t *s, const char *id, size_t len)
+static int idset_add_h(idset_t *s, const char *id, size_t len, uint64_t h)
 {
+    if (len > UINT32_MAX || s->used + len > UINT32_MAX)
+        return -1;
     if ((s->n + 1) * 2 > s->cap) {
         size_t ncap = s->cap ? s->cap * 2 : 1024;
-        char **ns = calloc(ncap, sizeof(*ns));
+        idslot_t *ns = calloc(ncap, sizeof(*ns));
         if (ns == NULL)
             return -1;
         for (size_t i = 0; i < s->cap; i++) {
-            char *x = s->slots[i];
-            if (x == NULL)
+            if (s->slots[i].hash == 0)
                 continue;
-            size_t j = (size_t)str_hash(x, strlen(x)) & (ncap - 1);
-            while (ns[j] != NULL)
+            size_t j = (size_t)s->slots[i].hash & (ncap - 1);
+            while (ns[j].hash != 0)
                 j = (j + 1) & (ncap - 1);
-            ns[j] = x;
+            ns[j] = s->slots[i];
         }
         free(s->slots);
         s->slots = ns;
         s->cap = ncap;
     }
-    size_t i = (size_t)str_hash(id, len) & (s->cap - 1);
-    while (s->slots[i] != NULL) {
-        if (strlen(s->slots[i]) == len && memcmp(s->slots[i], id, len) == 0)
+    size_t i = (size_t)h & (s->cap - 1);
+    while (s->slots[i].hash != 0) {
+        const idslot_t *x = &s->slots[i];
+        if (x->hash == h && x->len == len && memcmp(s->text + x->off, id, len) == 0)
             return 0;
         i = (i + 1) & (s->cap - 1);
     }
-    char *d = malloc(len + 1);
-    if (d == NULL)
-        return -1;
-    memcpy(d, id, len);
-    d[len] = '\0';
-    s->slots[i] = d;
+    if (s->used + len > s->text_cap) {
+        size_t nc = s->text_cap ? s->text_cap * 2 : 65536;
+        while (nc < s->used + len)
+            nc *= 2;
+        char *nt = realloc(s->text, nc);
+        if (nt == NULL)
+            return -1;
+        s->text = nt;
+        s->text_cap = nc;
+    }
+    memcpy(s->text + s->used, id, len);
+    s->slots[i] = (idslot_t){h, (uint32_t)s->used, (uint32_t)len};
+    s->used += len;
     s->n++;
     return 0;
+}
+
+static int idset_add(idset_t *s, const char *id, size_t len)
+{
+    return idset_add_h(s, id, len, str_hash(id, len));
 }
 
 /* ---- the sink ---- */
@@ -128,6 +161,7 @@ typedef struct file_sink_s {
     file_kind_t kinds[2];
     char *buf;
     size_t bufcap;
+    idset_t batch; /* ids new in the current write, kept between calls for its memory */
 } file_sink_t;
 
 static void path_of(const file_sink_t *fs, const file_kind_t *k, uint64_t seq, char *out, size_t size)
@@ -305,40 +339,61 @@ static int buf_reserve(file_sink_t *fs, size_t need)
     return 0;
 }
 
-static int write_kind(file_sink_t *fs, file_kind_t *k, const bson_t *const *docs, size_t n, enr_sink_result_t *res,
-                      at_err_t *err)
+/* Appends document @p i (of @p docs or @p lines, whichever is given) with its newline to
+ * the buffer, unless its id is known; counts what it did in @p res. */
+static int append_doc(file_sink_t *fs, file_kind_t *k, const bson_t *const *docs, const enr_line_t *lines, size_t i,
+                      size_t *used, enr_sink_result_t *res, at_err_t *err)
+{
+    const char *id;
+    size_t idlen;
+    if (lines != NULL) {
+        id = lines[i].id;
+        idlen = lines[i].idlen;
+    } else {
+        bson_iter_t it;
+        uint32_t n;
+        if (!bson_iter_init_find(&it, docs[i], "_id") || !BSON_ITER_HOLDS_UTF8(&it))
+            return at_err_set(err, AT_ERR_INVALID, "file sink: document %zu has no string _id", i);
+        id = bson_iter_utf8(&it, &n);
+        idlen = n;
+    }
+    uint64_t h = str_hash(id, idlen);
+    if (idset_has_h(&k->cur, id, idlen, h) || idset_has_h(&k->prev, id, idlen, h) ||
+        idset_has_h(&fs->batch, id, idlen, h)) {
+        res->duplicates++;
+        return 0;
+    }
+    if (lines != NULL) {
+        if (buf_reserve(fs, *used + lines[i].len + 1) != 0)
+            return at_err_set(err, AT_ERR_NOMEM, "file sink: out of memory");
+        memcpy(fs->buf + *used, lines[i].json, lines[i].len);
+        *used += lines[i].len;
+    } else if (at_json_append_relaxed(docs[i], &fs->buf, &fs->bufcap, used) != 0) {
+        /* libbson's relaxed Extended JSON, written without going through libbson's
+         * generic writer (at_json.h): it was about half of the worker's CPU. */
+        return at_err_set(err, AT_ERR_INVALID, "file sink: document %zu cannot be written as JSON", i);
+    }
+    if (buf_reserve(fs, *used + 1) != 0 || idset_add_h(&fs->batch, id, idlen, h) != 0)
+        return at_err_set(err, AT_ERR_NOMEM, "file sink: out of memory");
+    fs->buf[(*used)++] = '\n';
+    return 0;
+}
+
+/* Writes the documents of one kind new to the sink with one write(2), then fdatasync(2). */
+static int write_kind(file_sink_t *fs, file_kind_t *k, const bson_t *const *docs, const enr_line_t *lines, size_t n,
+                      enr_sink_result_t *res, at_err_t *err)
 {
     size_t used = 0;
-    idset_t batch = {0}; /* ids new in this call, also to catch a repeat inside it */
-    int rc = -1;
+    enr_sink_result_t r = {0};
 
     if (n == 0)
         return 0;
     if (k->fd < 0 && open_current(fs, k, err) != 0)
         return -1;
+    idset_reset(&fs->batch); /* ids new in this call, also to catch a repeat inside it */
     for (size_t i = 0; i < n; i++) {
-        bson_iter_t it;
-        if (!bson_iter_init_find(&it, docs[i], "_id") || !BSON_ITER_HOLDS_UTF8(&it)) {
-            at_err_set(err, AT_ERR_INVALID, "file sink: document %zu has no string _id", i);
-            goto out;
-        }
-        uint32_t idlen;
-        const char *id = bson_iter_utf8(&it, &idlen);
-        if (idset_has(&k->cur, id, idlen) || idset_has(&k->prev, id, idlen) || idset_has(&batch, id, idlen)) {
-            res->duplicates++;
-            continue;
-        }
-        /* libbson's relaxed Extended JSON, written without going through libbson's
-         * generic writer (at_json.h): it was about half of the worker's CPU. */
-        if (at_json_append_relaxed(docs[i], &fs->buf, &fs->bufcap, &used) != 0) {
-            at_err_set(err, AT_ERR_INVALID, "file sink: document %zu cannot be written as JSON", i);
-            goto out;
-        }
-        if (buf_reserve(fs, used + 1) != 0 || idset_add(&batch, id, idlen) != 0) {
-            at_err_set(err, AT_ERR_NOMEM, "file sink: out of memory");
-            goto out;
-        }
-        fs->buf[used++] = '\n';
+        if (append_doc(fs, k, docs, lines, i, &used, &r, err) != 0)
+            return -1;
     }
     if (used > 0) {
         size_t off = 0;
@@ -352,9 +407,8 @@ static int write_kind(file_sink_t *fs, file_kind_t *k, const bson_t *const *docs
                 if (ftruncate(k->fd, (off_t)k->size) != 0) {
                     /* the retry writes the batch again; the ids were not recorded */
                 }
-                at_err_set(err, AT_ERR_IO, "file sink: write %s-%llu.jsonl: %s", k->prefix,
-                           (unsigned long long)k->seq, strerror(e));
-                goto out;
+                return at_err_set(err, AT_ERR_IO, "file sink: write %s-%llu.jsonl: %s", k->prefix,
+                                  (unsigned long long)k->seq, strerror(e));
             }
             off += (size_t)w;
         }
@@ -363,41 +417,49 @@ static int write_kind(file_sink_t *fs, file_kind_t *k, const bson_t *const *docs
             if (ftruncate(k->fd, (off_t)k->size) != 0) {
                 /* nothing more we can do; the retry writes the batch again */
             }
-            at_err_set(err, AT_ERR_IO, "file sink: fdatasync %s-%llu.jsonl: %s", k->prefix,
-                       (unsigned long long)k->seq, strerror(e));
-            goto out;
+            return at_err_set(err, AT_ERR_IO, "file sink: fdatasync %s-%llu.jsonl: %s", k->prefix,
+                              (unsigned long long)k->seq, strerror(e));
         }
         k->size += (int64_t)used;
-        for (size_t i = 0; i < batch.cap; i++) {
-            if (batch.slots[i] != NULL && idset_add(&k->cur, batch.slots[i], strlen(batch.slots[i])) != 0) {
-                at_err_set(err, AT_ERR_NOMEM, "file sink: out of memory");
-                goto out;
-            }
+        for (size_t i = 0; i < fs->batch.cap; i++) {
+            const idslot_t *x = &fs->batch.slots[i];
+            if (x->hash != 0 && idset_add_h(&k->cur, fs->batch.text + x->off, x->len, x->hash) != 0)
+                return at_err_set(err, AT_ERR_NOMEM, "file sink: out of memory");
         }
-        res->inserted += batch.n;
+        r.inserted += fs->batch.n;
     }
-    rc = 0;
+    res->inserted += r.inserted;
+    res->duplicates += r.duplicates;
     if (k->size >= fs->rotate_bytes) {
         at_err_t rerr;
         /* The batch is stored either way; a failed open is retried by the next write. */
         (void)rotate(fs, k, &rerr);
     }
-out:
-    idset_clear(&batch);
-    return rc;
+    return 0;
+}
+
+static int file_write_any(file_sink_t *fs, const bson_t *const *events, const enr_line_t *lines, size_t nevents,
+                          const bson_t *const *rejected, size_t nrejected, enr_sink_result_t *res, at_err_t *err)
+{
+    enr_sink_result_t r = {0};
+    if (write_kind(fs, &fs->kinds[0], events, lines, nevents, &r, err) != 0 ||
+        write_kind(fs, &fs->kinds[1], rejected, NULL, nrejected, &r, err) != 0)
+        return -1;
+    if (res != NULL)
+        *res = r;
+    return 0;
 }
 
 static int file_write(enr_sink_t *s, const bson_t *const *events, size_t nevents, const bson_t *const *rejected,
                       size_t nrejected, enr_sink_result_t *res, at_err_t *err)
 {
-    file_sink_t *fs = (file_sink_t *)s;
-    enr_sink_result_t r = {0};
-    if (write_kind(fs, &fs->kinds[0], events, nevents, &r, err) != 0 ||
-        write_kind(fs, &fs->kinds[1], rejected, nrejected, &r, err) != 0)
-        return -1;
-    if (res != NULL)
-        *res = r;
-    return 0;
+    return file_write_any((file_sink_t *)s, events, NULL, nevents, rejected, nrejected, res, err);
+}
+
+static int file_write_lines(enr_sink_t *s, const enr_line_t *events, size_t nevents, const bson_t *const *rejected,
+                            size_t nrejected, enr_sink_result_t *res, at_err_t *err)
+{
+    return file_write_any((file_sink_t *)s, NULL, events, nevents, rejected, nrejected, res, err);
 }
 
 static void file_destroy(enr_sink_t *s)
@@ -411,12 +473,14 @@ static void file_destroy(enr_sink_t *s)
         idset_clear(&fs->kinds[i].cur);
         idset_clear(&fs->kinds[i].prev);
     }
+    idset_clear(&fs->batch);
     free(fs->buf);
     free(fs->dir);
     free(fs);
 }
 
-static const enr_sink_ops_t file_ops = {.write = file_write, .destroy = file_destroy, .name = "file"};
+static const enr_sink_ops_t file_ops = {
+    .write = file_write, .write_lines = file_write_lines, .destroy = file_destroy, .name = "file"};
 
 enr_sink_t *enr_sink_file_new(const char *dir, int64_t rotate_bytes, at_err_t *err)
 {

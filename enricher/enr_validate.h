@@ -62,6 +62,18 @@ int enr_ip_anonymize(const char *ip, size_t len, char out[46]);
 void enr_doc_event(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, const enr_publisher_t *pb,
                    const enr_verdict_t *v);
 
+/*
+ * Appends the relaxed Extended JSON of enr_doc_event()'s document to the growable buffer
+ * *@p buf (capacity *@p cap, *@p used bytes in use; grown with realloc(), freed by the
+ * caller with free()): byte for byte what at_json_append_relaxed() writes for it, mostly
+ * without building the BSON. @p plain says that every string field of @p ev is printable
+ * ASCII without '"' or '\\' (at_event_parsed_t.plain), so those are copied without being
+ * checked or escaped. No newline or NUL is appended. Returns 0, or -1 (nothing appended)
+ * when memory runs out or the document cannot be written as JSON.
+ */
+int enr_doc_event_json(char **buf, size_t *cap, size_t *used, const at_event_t *ev, bool plain,
+                       const enr_campaign_t *cp, const enr_publisher_t *pb, const enr_verdict_t *v);
+
 /* The same document built with libbson's appends, field by field: enr_doc_event()'s
  * fallback for documents too large for its buffer, and the reference its hand-built bytes
  * are tested against. */

@@ -49,6 +49,8 @@ typedef struct item_s {
     int charge;             /* index into charges, or -1 */
     bson_t doc;
     bool has_doc, doc_is_event;
+    bool has_line;          /* valid event rendered as its sink line: lines[line_off, +line_len) */
+    size_t line_off, line_len;
 } item_t;
 
 /* An index over up to N keys (open addressing on a caller-computed hash); stores
@@ -86,6 +88,12 @@ typedef struct worker_s {
     imap_t fetch_map, stat_map, dup_map;
     bson_t **events, **rejected;    /* pointer arrays for the sink */
     size_t nevents, nrejected;
+    /* When the sink takes JSON lines (the file sink), valid events are rendered straight
+     * into this buffer instead of being built as BSON (enr_doc_event_json). */
+    bool use_lines;
+    char *lbuf;
+    size_t lcap, lused;
+    enr_line_t *lines;
 
     long dr_pending, dr_failed;
     bool stored;                    /* the batch is in the sink and topic; only the commit is left */
@@ -366,6 +374,7 @@ static void item_reset_attempt(item_t *it)
         bson_destroy(&it->doc);
     it->has_doc = false;
     it->doc_is_event = false;
+    it->has_line = false;
     it->charge = -1;
 }
 
@@ -494,7 +503,8 @@ static void prepare(worker_t *w)
     for (size_t i = 0; i < w->nitems; i++) {
         item_t *it = &w->items[i];
         const char *payload = it->msg->payload != NULL ? it->msg->payload : "";
-        if (at_event_parse_json(payload, it->msg->len, &it->pe, &err) != 0) {
+        /* In place: the message lives as long as the batch (release_batch()). */
+        if (at_event_parse_json_view(payload, it->msg->len, &it->pe, &err) != 0) {
             it->env_reason = enr_parse_error_reason(&err);
             snprintf(it->env_detail, sizeof(it->env_detail), "%s", err.msg);
             continue;
@@ -526,14 +536,16 @@ static bool fetch_eq(const worker_t *w, int32_t pos, const void *key)
     return a->kind == b->kind && a->idlen == b->idlen && memcmp(a->id, b->id, a->idlen) == 0;
 }
 
-static void need(worker_t *w, enr_kind_t kind, at_str_t id, int64_t now)
+/* Counts into *@p hits / *@p misses (added to the shared counters once per batch: an atomic
+ * add per lookup on a cache line every worker thread writes). */
+static void need(worker_t *w, enr_kind_t kind, at_str_t id, int64_t now, uint64_t *hits, uint64_t *misses)
 {
     const enr_entry_t *e = enr_cache_get(w->srv->cache, kind, id.p, id.len);
     if (enr_cache_fresh(w->srv->cache, e, now)) {
-        at_counter_add(w->srv->stats.cache_hits, 1);
+        (*hits)++;
         return;
     }
-    at_counter_add(w->srv->stats.cache_misses, 1);
+    (*misses)++;
     enr_fetch_t f = {kind, id.p, id.len};
     uint64_t h = hash_bytes(UINT64_C(1469598103934665603) ^ (uint64_t)kind, id.p, id.len);
     long pos = imap_find(&w->fetch_map, h, fetch_eq, w, &f);
@@ -618,7 +630,7 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
 {
     enr_server_t *srv = w->srv;
     int64_t now = enr_mono_ms();
-    uint64_t ncmds = 0;
+    uint64_t ncmds = 0, hits = 0, misses = 0;
 
     /* 1. Cache misses, fetched together in one pipelined round trip. */
     w->nfetch = 0;
@@ -628,11 +640,13 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
         item_t *it = &w->items[i];
         if (it->env_reason != AT_REJ_NONE)
             continue;
-        need(w, ENR_CAMPAIGN, it->pe.ev.c, now);
+        need(w, ENR_CAMPAIGN, it->pe.ev.c, now, &hits, &misses);
         if (it->pe.ev.p.len > 0)
-            need(w, ENR_PUBLISHER, it->pe.ev.p, now);
+            need(w, ENR_PUBLISHER, it->pe.ev.p, now, &hits, &misses);
     }
     enr_cache_unlock(srv->cache);
+    at_counter_add(srv->stats.cache_hits, hits);
+    at_counter_add(srv->stats.cache_misses, misses);
     if (w->nfetch > 0) {
         if (ensure_redis(w, err) != 0)
             return -1;
@@ -646,6 +660,7 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
     /* 2. Validation and the enriched documents, under the cache read lock (no I/O). */
     w->ncharges = 0;
     w->nstats = 0;
+    w->lused = 0;
     imap_reset(&w->stat_map, w->nitems * 3 + 1); /* at most 3 fields per event */
     enr_cache_rdlock(srv->cache);
     for (size_t i = 0; i < w->nitems; i++) {
@@ -664,9 +679,22 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
         enr_ua_cache_classify(w->ua_cache, ev->ua.p, ev->ua.len, &ua);
         enr_validate(ev, ce, pe, &ua, &it->v);
         if (it->v.reason == AT_REJ_NONE) {
-            bson_init(&it->doc);
-            enr_doc_event(&it->doc, ev, ce->u.campaign, pe->u.publisher, &it->v);
-            it->has_doc = it->doc_is_event = true;
+            if (w->use_lines) {
+                size_t off = w->lused;
+                if (enr_doc_event_json(&w->lbuf, &w->lcap, &w->lused, ev, it->pe.plain, ce->u.campaign,
+                                       pe->u.publisher, &it->v) !=
+                    0) {
+                    enr_cache_unlock(srv->cache);
+                    return at_err_set(err, AT_ERR_NOMEM, "event %s: cannot write its document as JSON", it->id);
+                }
+                it->has_line = true;
+                it->line_off = off;
+                it->line_len = w->lused - off;
+            } else {
+                bson_init(&it->doc);
+                enr_doc_event(&it->doc, ev, ce->u.campaign, pe->u.publisher, &it->v);
+                it->has_doc = it->doc_is_event = true;
+            }
             if (it->v.chargeable) {
                 enr_charge_t *c = &w->charges[w->ncharges];
                 c->c = ev->c.p;
@@ -724,7 +752,10 @@ static void build_rejected(worker_t *w)
     for (size_t i = 0; i < w->nitems; i++) {
         item_t *it = &w->items[i];
         if (it->v.reason == AT_REJ_NONE) {
-            w->events[w->nevents++] = &it->doc;
+            if (it->has_line)
+                w->lines[w->nevents++] = (enr_line_t){it->id, AT_UUID_STR_LEN, w->lbuf + it->line_off, it->line_len};
+            else
+                w->events[w->nevents++] = &it->doc;
             continue;
         }
         char rid[128];
@@ -830,8 +861,11 @@ static int attempt(worker_t *w, int *stage, bool *drop, at_err_t *err)
         }
         build_rejected(w);
         *stage = ENR_STAGE_SINK;
-        if (enr_sink_write(w->srv->sink, (const bson_t *const *)w->events, w->nevents,
-                           (const bson_t *const *)w->rejected, w->nrejected, &res, err) != 0) {
+        int src = w->use_lines ? enr_sink_write_lines(w->srv->sink, w->lines, w->nevents,
+                                                      (const bson_t *const *)w->rejected, w->nrejected, &res, err)
+                               : enr_sink_write(w->srv->sink, (const bson_t *const *)w->events, w->nevents,
+                                                (const bson_t *const *)w->rejected, w->nrejected, &res, err);
+        if (src != 0) {
             atomic_store(&w->srv->sink_ok, false);
             atomic_store(&w->srv->sink_auth_failed, err->code == AT_ERR_AUTH);
             return -1;
@@ -851,22 +885,35 @@ static int attempt(worker_t *w, int *stage, bool *drop, at_err_t *err)
     return 0;
 }
 
+/* Adds the batch's outcomes to the shared counters: summed here first, so each counter gets
+ * one atomic add per batch, not per event. */
 static void count_outcomes(worker_t *w)
 {
     enr_stats_t *st = &w->srv->stats;
+    uint64_t valid = 0, rejected[AT_REJ__COUNT] = {0}, charges[3] = {0}, spend = 0;
     for (size_t i = 0; i < w->nitems; i++) {
         item_t *it = &w->items[i];
         if (it->v.reason == AT_REJ_NONE)
-            at_counter_add(st->valid, 1);
-        else if ((unsigned)it->v.reason < AT_REJ__COUNT && st->rejected[it->v.reason] != NULL)
-            at_counter_add(st->rejected[it->v.reason], 1);
+            valid++;
+        else if ((unsigned)it->v.reason < AT_REJ__COUNT)
+            rejected[it->v.reason]++;
         if (it->charge >= 0) {
             const enr_charge_t *c = &w->charges[it->charge];
-            at_counter_add(st->charges[c->verdict], 1);
+            charges[c->verdict]++;
             if (c->verdict == ENR_CHARGED)
-                at_counter_add(st->spend_micros, (uint64_t)c->price_micros);
+                spend += (uint64_t)c->price_micros;
         }
     }
+    if (valid > 0)
+        at_counter_add(st->valid, valid);
+    for (int r = 1; r < AT_REJ__COUNT; r++)
+        if (rejected[r] > 0 && st->rejected[r] != NULL)
+            at_counter_add(st->rejected[r], rejected[r]);
+    for (int v = 0; v < 3; v++)
+        if (charges[v] > 0)
+            at_counter_add(st->charges[v], charges[v]);
+    if (spend > 0)
+        at_counter_add(st->spend_micros, spend);
     at_counter_add(st->batches, 1);
 }
 
@@ -955,10 +1002,12 @@ static int worker_init(worker_t *w, enr_server_t *srv, at_err_t *err)
     w->charges = calloc(bs + 1, sizeof(*w->charges));
     w->stats = calloc(bs * 3 + 1, sizeof(*w->stats)); /* events + rejected + rejected:<reason> */
     w->events = calloc(bs + 1, sizeof(*w->events));
+    w->lines = calloc(bs + 1, sizeof(*w->lines));
+    w->use_lines = enr_sink_takes_lines(srv->sink);
     w->rejected = calloc(bs + 1, sizeof(*w->rejected));
     w->ua_cache = enr_ua_cache_new(srv->ua, 1024);
     if (w->fetch == NULL || w->charges == NULL || w->stats == NULL || w->events == NULL || w->rejected == NULL ||
-        w->ua_cache == NULL)
+        w->lines == NULL || w->ua_cache == NULL)
         return at_err_set(err, AT_ERR_NOMEM, "worker: out of memory");
 
     const char *cdefaults[] = {"group.id", conf->group, "enable.auto.commit", "false", "enable.auto.offset.store",
@@ -1039,6 +1088,7 @@ static void worker_fini(worker_t *w)
         rd_kafka_topic_partition_list_destroy(w->assignment);
     if (w->rc != NULL)
         redisFree(w->rc);
+    enr_budget_fini(&w->budget);
     enr_ua_cache_destroy(w->ua_cache);
     free(w->items);
     free(w->overflow);
@@ -1046,6 +1096,8 @@ static void worker_fini(worker_t *w)
     free(w->charges);
     free(w->stats);
     free(w->events);
+    free(w->lines);
+    free(w->lbuf);
     free(w->rejected);
     free(w->fetch_map.slot);
     free(w->fetch_map.hash);

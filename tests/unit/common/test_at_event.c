@@ -1032,6 +1032,36 @@ static bool fr_compare(const char *s, size_t n)
     int ra = at_event_parse_json(in, n, &a, &ea);
     int rb = at_event_parse_json_libbson(in, n, &b, &eb);
     bool fast = ra == 0 && a.text != NULL;
+    if (ra == 0 && a.plain != fast)
+        fail_msg("plain %d but read by the %s reader: %.*s", a.plain, fast ? "fast" : "libbson", (int)n, s);
+    /* The in-place variant reads the same, with its views inside the input. */
+    at_event_parsed_t c;
+    at_err_t ec = {AT_OK, ""};
+    int rc = at_event_parse_json_view(in, n, &c, &ec);
+    if (rc != ra || (rc != 0 && (ec.code != ea.code || strcmp(ec.msg, ea.msg) != 0)))
+        fail_msg("in-place reader differs (%d '%s' vs %d '%s') on: %.*s", rc, ec.msg, ra, ea.msg, (int)n, s);
+    if (rc == 0) {
+        if (c.plain != a.plain || c.text != NULL || (c.plain && c.doc != NULL))
+            fail_msg("in-place reader: plain %d, text %p on: %.*s", c.plain, (void *)c.text, (int)n, s);
+        const at_str_t *x[] = {&a.ev.c, &a.ev.cr, &a.ev.p, &a.ev.pl, &a.ev.uid, &a.ev.u, &a.ev.ref, &a.ev.ua, &a.ev.ip,
+                               &a.ev.d, &a.ev.tag};
+        const at_str_t *y[] = {&c.ev.c, &c.ev.cr, &c.ev.p, &c.ev.pl, &c.ev.uid, &c.ev.u, &c.ev.ref, &c.ev.ua, &c.ev.ip,
+                               &c.ev.d, &c.ev.tag};
+        for (size_t k = 0; k < AT_ARRAY_LEN(x); k++) {
+            if (!fr_same_str(*x[k], *y[k]))
+                fail_msg("in-place reader: field %zu differs on: %.*s", k, (int)n, s);
+            if (c.plain && y[k]->len > 0 && (y[k]->p < in || y[k]->p + y[k]->len > in + n))
+                fail_msg("in-place reader: field %zu not inside the input", k);
+            if (c.plain)
+                for (size_t j = 0; j < y[k]->len; j++)
+                    if (y[k]->p[j] < 0x20 || y[k]->p[j] > 0x7e || y[k]->p[j] == '"' || y[k]->p[j] == '\\')
+                        fail_msg("plain, but field %zu holds byte 0x%02x", k, (unsigned char)y[k]->p[j]);
+        }
+        if (c.v != a.v || memcmp(&c.ev.id, &a.ev.id, sizeof(c.ev.id)) != 0 || c.ev.ts_ms != a.ev.ts_ms ||
+            c.ev.type != a.ev.type || c.ev.src != a.ev.src)
+            fail_msg("in-place reader: envelope differs on: %.*s", (int)n, s);
+        at_event_parsed_free(&c);
+    }
     free(in); /* the fast reader's views must not point into the input */
     if (ra != rb)
         fail_msg("readers disagree (%d vs libbson %d) on: %.*s", ra, rb, (int)n, s);

@@ -1,5 +1,6 @@
 /* Unit tests for enricher/enr_budget.c: counter field names and the key time formats (the
- * script itself runs against a real redis-server in tests/it/test_enricher.c). */
+ * script itself runs against a real redis-server in tests/it/test_enr_budget.c, compared
+ * with the former script, and in tests/it/test_enricher.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

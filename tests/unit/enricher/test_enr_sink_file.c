@@ -227,6 +227,65 @@ static void test_enr_sink_file__torn_tail_cut(void **state)
     free(dir);
 }
 
+/* Reads <dir>/<name> whole (NUL-terminated); NULL when it does not exist. */
+static char *slurp(const char *dir, const char *name)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    FILE *f = fopen(p, "r");
+    if (f == NULL)
+        return NULL;
+    char *buf = calloc(1, 1 << 20);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Events given as JSON lines are written as they are, and share the id window with BSON
+ * documents, also after a reopen. */
+static void test_enr_sink_file__lines(void **state)
+{
+    AT_UNUSED(state);
+    char *dir = fresh_dir();
+    at_err_t err;
+    enr_sink_t *s = enr_sink_file_new(dir, 1 << 20, &err);
+    assert_non_null(s);
+    assert_true(enr_sink_takes_lines(s));
+    const char *ids[] = {"e1"};
+    enr_sink_result_t res = {0};
+    write_ids(s, ids, 1, NULL, 0, &res); /* as BSON */
+    char l2[] = "{ \"_id\" : \"e2\", \"n\" : 2 }", l3[] = "{ \"_id\" : \"e3\", \"n\" : 3 }";
+    char l1[] = "{ \"_id\" : \"e1\", \"n\" : 99 }";
+    enr_line_t lines[] = {{"e2", 2, l2, strlen(l2)}, {"e1", 2, l1, strlen(l1)}, {"e3", 2, l3, strlen(l3)},
+                          {"e2", 2, l2, strlen(l2)}};
+    bson_t *rj = doc("r1:bot", 7);
+    res = (enr_sink_result_t){0};
+    assert_int_equal(enr_sink_write_lines(s, lines, 4, (const bson_t *const *)&rj, 1, &res, &err), 0);
+    assert_int_equal(res.inserted, 3); /* e2, e3, r1:bot */
+    assert_int_equal(res.duplicates, 2); /* e1 (written as BSON before) and the second e2 */
+    bson_destroy(rj);
+    char *text = slurp(dir, "events-1.jsonl");
+    assert_non_null(text);
+    assert_non_null(strstr(text, "{ \"_id\" : \"e2\", \"n\" : 2 }\n{ \"_id\" : \"e3\", \"n\" : 3 }\n"));
+    assert_null(strstr(text, "99"));
+    free(text);
+    enr_sink_destroy(s);
+
+    s = enr_sink_file_new(dir, 1 << 20, &err);
+    assert_non_null(s);
+    res = (enr_sink_result_t){0};
+    assert_int_equal(enr_sink_write_lines(s, lines, 3, NULL, 0, &res, &err), 0);
+    assert_int_equal(res.inserted, 0);
+    assert_int_equal(res.duplicates, 3);
+    int m;
+    assert_int_equal(count_lines(dir, "events-1.jsonl", NULL, &m), 3);
+    enr_sink_destroy(s);
+    rm_dir(dir);
+    free(dir);
+}
+
 static void test_enr_sink_file__errors(void **state)
 {
     AT_UNUSED(state);
@@ -256,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_enr_sink_file__idempotent_rewrite),
         cmocka_unit_test(test_enr_sink_file__rotation_keeps_window),
         cmocka_unit_test(test_enr_sink_file__torn_tail_cut),
+        cmocka_unit_test(test_enr_sink_file__lines),
         cmocka_unit_test(test_enr_sink_file__errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

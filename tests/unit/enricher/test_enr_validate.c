@@ -6,8 +6,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 
+#include "at_json.h"
 #include "enr_validate.h"
 
 #define TS_IN INT64_C(1790000000000) /* 2026-09-21, inside the flight below */
@@ -288,6 +290,80 @@ static void test_enr_ip_anonymize__v4_v6(void **state)
     assert_int_equal(enr_ip_anonymize("", 0, out), -1);
 }
 
+/* What enr_ip_anonymize() did before its IPv4 fast path: inet_pton + inet_ntop only. */
+static int ip_anonymize_libc(const char *ip, size_t len, char out[46])
+{
+    char buf[64];
+    unsigned char a[16];
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, ip, len);
+    buf[len] = '\0';
+    if (inet_pton(AF_INET, buf, a) == 1) {
+        a[3] = 0;
+        return inet_ntop(AF_INET, a, out, 46) != NULL ? 0 : -1;
+    }
+    if (inet_pton(AF_INET6, buf, a) == 1) {
+        memset(a + 6, 0, 10);
+        return inet_ntop(AF_INET6, a, out, 46) != NULL ? 0 : -1;
+    }
+    return -1;
+}
+
+static uint64_t ip_rng = 0x2545F4914F6CDD1DULL;
+
+static uint64_t rnd_ip(void)
+{
+    ip_rng ^= ip_rng << 13;
+    ip_rng ^= ip_rng >> 7;
+    ip_rng ^= ip_rng << 17;
+    return ip_rng;
+}
+
+static void test_enr_ip_anonymize__same_as_libc(void **state)
+{
+    AT_UNUSED(state);
+    static const char *const edge[] = {"0.0.0.0", "255.255.255.255", "256.0.0.1", "1.2.3.4", "01.2.3.4", "1.02.3.4",
+                                       "1.2.3.04", "1.2.3.00", "1.2.3.0", "1.2.3", "1.2.3.4.", ".1.2.3.4", "1..2.3",
+                                       "1.2.3.4.5", "1.2.3.1234", "1234.2.3.4", "1.2.3.4 ", " 1.2.3.4", "1.2.3.-4",
+                                       "1.2.3.4a", "999.1.1.1", "10.0.0.255", "::1", "::ffff:1.2.3.4", "1.2.3.4:80",
+                                       "100.200.255.254", "1.2.3.4\0"};
+    for (size_t i = 0; i < AT_ARRAY_LEN(edge); i++) {
+        char got[46] = "", want[46] = "";
+        size_t len = strlen(edge[i]) + (i == AT_ARRAY_LEN(edge) - 1); /* the last with a NUL inside */
+        int g = enr_ip_anonymize(edge[i], len, got), w = ip_anonymize_libc(edge[i], len, want);
+        if (g != w || (w == 0 && strcmp(got, want) != 0))
+            fail_msg("'%s': %d '%s', libc %d '%s'", edge[i], g, got, w, want);
+    }
+    /* Random near-IPv4 text: 3 to 5 groups of 0-4 digits (leading zeros and values above
+     * 255 included) joined mostly by dots, now and then with a stray byte. */
+    static const char other[] = ".:a -\0";
+    int valid = 0;
+    for (int i = 0; i < 200000; i++) {
+        char ip[40];
+        size_t len = 0;
+        int groups = 3 + (int)(rnd_ip() % 3);
+        for (int g = 0; g < groups; g++) {
+            if (g > 0)
+                ip[len++] = rnd_ip() % 20 ? '.' : other[rnd_ip() % (sizeof(other) - 1)];
+            int nd = (int)(rnd_ip() % 5);
+            if (rnd_ip() % 3)
+                nd = 1 + (int)(rnd_ip() % 3);
+            for (int d = 0; d < nd; d++)
+                ip[len++] = (char)('0' + (d == 0 && rnd_ip() % 4 ? 1 + rnd_ip() % 2 : rnd_ip() % 10));
+        }
+        if (rnd_ip() % 30 == 0)
+            ip[rnd_ip() % (len + 1)] = other[rnd_ip() % (sizeof(other) - 1)];
+        char got[46] = "", want[46] = "";
+        int g = enr_ip_anonymize(ip, len, got), w = ip_anonymize_libc(ip, len, want);
+        if (g != w || (w == 0 && strcmp(got, want) != 0))
+            fail_msg("'%.*s': %d '%s', libc %d '%s'", (int)len, ip, g, got, w, want);
+        valid += w == 0;
+    }
+    print_message("%d of 200000 valid\n", valid);
+    assert_true(valid > 10000);
+}
+
 static void test_enr_doc_event__fields(void **state)
 {
     fx_t *fx = *state;
@@ -352,6 +428,152 @@ static void test_enr_doc_event__same_bytes_as_libbson_appends(void **state)
     }
 }
 
+/* ---- the direct JSON line against at_json_append_relaxed(enr_doc_event()) ---- */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* A random string into @p buf: plain ASCII mostly, sometimes quotes, backslashes, control
+ * characters and NUL, valid multi-byte UTF-8, and (rarely) bytes that are not UTF-8. */
+static bool rnd_plain_only; /* only printable ASCII without '"' or '\\' */
+
+static size_t rnd_text(char *buf, size_t max)
+{
+    static const char *const pieces[] = {"a", "Zz", "0", " ", "-_.:", "/?&=", "\"", "\\", "\n", "\t", "\x01",
+                                         "\x1f", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "<>"};
+    static const char *const bad[] = {"\xff", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82", "\xf4\x90\x80\x80"};
+    size_t n = 0, want = (size_t)(rnd() % 24);
+    if (rnd() % 50 == 0)
+        want = 3000 + rnd() % 3000; /* longer than enr_doc_event()'s stack buffer */
+    while (n < want && n + 8 < max) {
+        uint64_t r = rnd() % 100;
+        const char *p;
+        size_t len;
+        if (r < 60) {
+            buf[n++] = (char)('a' + rnd() % 26);
+            continue;
+        }
+        if (rnd_plain_only) {
+            static const char punct[] = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~0123456789";
+            buf[n++] = punct[rnd() % (sizeof(punct) - 1)];
+            continue;
+        }
+        if (r < 99) {
+            p = pieces[rnd() % AT_ARRAY_LEN(pieces)];
+            len = strlen(p);
+        } else if (rnd() % 2) {
+            p = bad[rnd() % AT_ARRAY_LEN(bad)];
+            len = strlen(p);
+        } else {
+            p = "\0";
+            len = 1;
+        }
+        memcpy(buf + n, p, len);
+        n += len;
+    }
+    return n;
+}
+
+static void test_enr_doc_event_json__same_bytes_as_bson_route(void **state)
+{
+    AT_UNUSED(state);
+    static char bufs[20][8192];
+    static const char *const ips[] = {"203.0.113.77", "10.0.0.1", "2001:db8::1", "::ffff:1.2.3.4", "nope", "1.2.3",
+                                      "01.2.3.4", "256.1.1.1", "fe80::1%eth0", ""};
+    static const int64_t times[] = {0, 1, 999, 1000, INT64_C(1795786022123), INT64_C(1795786022000),
+                                    AT_JSON_DATE_MAX, AT_JSON_DATE_MAX + 1, -1, INT64_MIN, INT64_MAX};
+    char *line = NULL, *ref = NULL;
+    size_t lcap = 0, rcap = 0;
+    int plain_cases = 0;
+    for (int i = 0; i < 20000; i++) {
+        at_event_t ev;
+        memset(&ev, 0, sizeof(ev));
+        rnd_plain_only = i % 3 == 0;
+        for (int b = 0; b < 16; b++)
+            ev.id.b[b] = (uint8_t)rnd();
+        ev.type = (at_event_type_t)(rnd() % 5);
+        ev.src = (at_event_src_t)(rnd() % 3);
+        ev.ts_ms = rnd() % 4 ? INT64_C(1700000000000) + (int64_t)(rnd() % INT64_C(100000000000))
+                             : times[rnd() % AT_ARRAY_LEN(times)];
+        at_str_t *fields[] = {&ev.c, &ev.cr, &ev.p, &ev.pl, &ev.uid, &ev.u, &ev.ref, &ev.ua, &ev.d, &ev.tag};
+        for (size_t k = 0; k < AT_ARRAY_LEN(fields); k++) {
+            if (rnd() % 3 == 0)
+                continue; /* absent */
+            size_t n = rnd_text(bufs[k], sizeof(bufs[k]));
+            *fields[k] = (at_str_t){bufs[k], n};
+        }
+        const char *ip = ips[rnd() % AT_ARRAY_LEN(ips)];
+        ev.ip = (at_str_t){ip, strlen(ip)};
+        rnd_plain_only = false; /* campaign and publisher names: anything */
+        char adv[64], advn[64], name[64], pname[64];
+        size_t n;
+        n = rnd_text(bufs[10], 60), memcpy(adv, bufs[10], n), adv[n] = '\0';
+        n = rnd_text(bufs[11], 60), memcpy(advn, bufs[11], n), advn[n] = '\0';
+        n = rnd_text(bufs[12], 60), memcpy(name, bufs[12], n), name[n] = '\0';
+        n = rnd_text(bufs[13], 60), memcpy(pname, bufs[13], n), pname[n] = '\0';
+        enr_campaign_t cp = {.advertiser = adv, .advertiser_name = advn, .name = name};
+        enr_publisher_t pb = {.name = pname};
+        enr_verdict_t v;
+        memset(&v, 0, sizeof(v));
+        v.price_micros = rnd() % 5 == 0 ? -(int64_t)(rnd() % INT64_C(1000000000000)) : (int64_t)(rnd() % 100000);
+        if (rnd() % 100 == 0)
+            v.price_micros = rnd() % 2 ? INT64_MIN : INT64_MAX;
+        v.ua.family = (enr_ua_family_t)(rnd() % 6);
+        v.ua.device = (enr_device_t)(rnd() % 5);
+
+        bson_t doc = BSON_INITIALIZER;
+        enr_doc_event(&doc, &ev, &cp, &pb, &v);
+        size_t rused = 0, lused = 0;
+        int want = at_json_append_relaxed(&doc, &ref, &rcap, &rused);
+        bson_destroy(&doc);
+        /* Something already in the buffer stays as it is. */
+        size_t pre = (size_t)(rnd() % 3);
+        if (pre > 0) {
+            if (lcap < pre) {
+                lcap = 16;
+                line = realloc(line, lcap);
+            }
+            memcpy(line, "xyz", pre);
+            lused = pre;
+        }
+        /* plain as the fast reader would say it: every envelope string printable ASCII
+         * without '"' or '\\' (then also the copy-through path is compared) */
+        bool is_plain = true;
+        for (size_t k = 0; k < AT_ARRAY_LEN(fields); k++)
+            for (size_t j = 0; j < fields[k]->len && is_plain; j++) {
+                unsigned char ch = (unsigned char)fields[k]->p[j];
+                is_plain = ch >= 0x20 && ch <= 0x7e && ch != '"' && ch != '\\';
+            }
+        for (int pass = 0; pass < (is_plain ? 2 : 1); pass++) {
+            size_t start = lused;
+            int got = enr_doc_event_json(&line, &lcap, &lused, &ev, pass == 1, &cp, &pb, &v);
+            assert_int_equal(got, want);
+            if (want != 0) {
+                assert_int_equal(lused, start);
+                continue;
+            }
+            if (lused - start != rused || memcmp(line + start, ref, rused) != 0)
+                fail_msg("case %d (plain %d) differs:\n  got:  %.*s\n  want: %.*s", i, pass, (int)(lused - start),
+                         line + start, (int)rused, ref);
+            plain_cases += pass;
+            lused = start;
+        }
+        if (pre > 0)
+            assert_memory_equal(line, "xyz", pre);
+    }
+    print_message("%d of 20000 compared through the plain path too\n", plain_cases);
+    assert_true(plain_cases > 1000);
+    free(line);
+    free(ref);
+}
+
 static void test_enr_doc_rejected__fields(void **state)
 {
     AT_UNUSED(state);
@@ -394,8 +616,10 @@ int main(void)
         cmocka_unit_test(test_enr_parse_error_reason__mapping),
         cmocka_unit_test(test_enr_price_micros__rules),
         cmocka_unit_test(test_enr_ip_anonymize__v4_v6),
+        cmocka_unit_test(test_enr_ip_anonymize__same_as_libc),
         cmocka_unit_test_setup_teardown(test_enr_doc_event__fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enr_doc_event__same_bytes_as_libbson_appends, setup, teardown),
+        cmocka_unit_test(test_enr_doc_event_json__same_bytes_as_bson_route),
         cmocka_unit_test(test_enr_doc_rejected__fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
