@@ -31,7 +31,11 @@ Options:
   --wrk-threads T       wrk threads (default 2)
   --half-connections C  wrk connections for the half-rate runs (default: --connections)
   --half-rate R         req/s for the half-rate runs (default: median nginx req/s / 2)
-  --partitions P        devstream partitions (default 4)
+  --partitions P        partitions of adtrack.events.raw (default 4)
+  --kafka devstream|real  the broker: adtrack-devstream (default), or a 1-node Apache Kafka
+                        started by scripts/kafka.sh (install it first: scripts/kafka.sh
+                        install). Its JVM's CPU is reported separately: on a real deployment
+                        the broker runs elsewhere.
   --collector-arg ARG   extra argument for adtrack-collector (repeatable)
   --max-other PCT       a run during which other processes (not wrk, the server or devstream)
                         used more than PCT% of a core is noisy (default 25)
@@ -53,7 +57,7 @@ EOF
 
 # ---- options ----
 RETRIES=1 MAX_OTHER=25 QUIET_WAIT=5 SLACK="" QUICK=0 ROUNDS=3 DURATION="" WARMUP="" THREADS=2 LINGER=1 CONNS=256 WRK_THREADS=2
-HALF_CONNS="" HALF_RATE="" PARTITIONS=4 KNOBS="" KNOB_DURATION=4 OUT=""
+HALF_CONNS="" HALF_RATE="" PARTITIONS=4 KAFKA=devstream KNOBS="" KNOB_DURATION=4 OUT=""
 COL_EXTRA=()
 ORIG_ARGS=("$@")
 while [ $# -gt 0 ]; do
@@ -69,6 +73,7 @@ while [ $# -gt 0 ]; do
     --half-connections) HALF_CONNS=$2 && shift ;;
     --half-rate) HALF_RATE=$2 && shift ;;
     --partitions) PARTITIONS=$2 && shift ;;
+    --kafka) KAFKA=$2 && shift ;;
     --collector-arg) COL_EXTRA+=("$2") && shift ;;
     --retries) RETRIES=$2 && shift ;;
     --max-other) MAX_OTHER=$2 && shift ;;
@@ -97,6 +102,8 @@ for v in SLACK QUIET_WAIT RETRIES MAX_OTHER ROUNDS DURATION WARMUP THREADS LINGE
     [[ ${!v} =~ ^[0-9]+$ ]] || bench_die "--$(echo "$v" | tr 'A-Z_' 'a-z-'): expected a whole number, got '${!v}'"
 done
 [ "$ROUNDS" -ge 1 ] || bench_die "--rounds: at least 1"
+[[ $KAFKA == devstream || $KAFKA == real ]] || bench_die "--kafka: devstream or real, got '$KAFKA'"
+if [ "$KAFKA" = real ]; then BROKER_NAME="Apache Kafka (1 node, scripts/kafka.sh)"; else BROKER_NAME="adtrack-devstream (stand-in Kafka)"; fi
 [ "$CONNS" -ge "$WRK_THREADS" ] || bench_die "--connections must be >= --wrk-threads"
 
 BIN_DIR=${ADTRACK_BIN_DIR:-$ROOT/build/bin}
@@ -175,6 +182,18 @@ fi
 DS_PID="" BOOTSTRAP="" DS_STARTS=0
 devstream_ensure() {
     if [ -n "$DS_PID" ] && kill -0 "$DS_PID" 2>/dev/null; then
+        return 0
+    fi
+    if [ "$KAFKA" = real ]; then
+        # One node, started once for the whole run (its data is scratch); the watchdog stops
+        # it when this script is gone. DS_PID is the broker's JVM, measured like devstream.
+        [ -z "$DS_PID" ] || bench_die "the Kafka broker (pid $DS_PID) died"
+        BOOTSTRAP=$(bash "$ROOT/scripts/kafka.sh" start --dir "$TMP/kafka" --nodes 1 \
+            --partitions "adtrack.events.raw=$PARTITIONS" --owner-pid $$ 2>"$TMP/kafka.err" | head -1) ||
+            bench_die "scripts/kafka.sh start failed: $(tail -3 "$TMP/kafka.err")"
+        DS_PID=$(cat "$TMP/kafka/node-1/pid")
+        bench_track "$DS_PID"
+        bench_log "Kafka (1 node) pid $DS_PID at $BOOTSTRAP"
         return 0
     fi
     if [ -n "$DS_PID" ]; then
@@ -591,7 +610,7 @@ report() {
 - Date: $DATE_UTC; total run time $((END_TS - START_TS)) s.
 - Command: \`$CMD\`
 - Machine: \`nproc\` = $(nproc) ($CPU_MODEL), kernel $(uname -r). **wrk, the server under test
-  and adtrack-devstream (the stand-in Kafka) all share these $(nproc) cores**, so every
+  and $BROKER_NAME all share these $(nproc) cores**, so every
   number here is CPU-bound by the whole set, not by the server alone.
 - Box load before start: ${IDLE_CHECK}% busy over 1 s; load average $LOADAVG_START at start,
   $LOADAVG_END at the end (other work on the box shows up here). Before each run the script
@@ -602,7 +621,7 @@ report() {
 - nginx: \`empty_gif\`, worker_processes $THREADS, master process on, access_log off,
   keep-alive, \`reuseport\` ([bench/nginx-empty-gif.conf.in](../../bench/nginx-empty-gif.conf.in)).
 - Collector: \`--threads $THREADS --linger-ms $LINGER${COL_EXTRA[*]:+ ${COL_EXTRA[*]}}\`, durability on (200 only after the
-  Kafka acknowledgement) against \`adtrack-devstream --partitions $PARTITIONS\`; every
+  Kafka acknowledgement) against $BROKER_NAME with $PARTITIONS partitions; every
   collector round checks from /metrics that each answered pixel was produced and none was
   spooled to disk.
 - $ROUNDS interleaved rounds (nginx, collector, nginx, ...), a fresh server process per
@@ -629,7 +648,7 @@ $MAX_OTHER% of a core during it (see the table of all runs).
 |---|---:|---:|---:|---:|---:|---:|
 | nginx empty_gif ($THREADS workers) | $MN_RPS | $MN_P50 | $MN_P99 | $MN_RSS | $MN_CPU% | $MN_US |
 | adtrack-collector (--threads $THREADS, --linger-ms $LINGER) | $MC_RPS | $MC_P50 | $MC_P99 | $MC_RSS | $MC_CPU% | $MC_US |
-| adtrack-devstream (stand-in Kafka, not part of the collector) | | | | $MC_DS | $MC_DSCPU% | |
+| $BROKER_NAME, not part of the collector | | | | $MC_DS | $MC_DSCPU% | |
 EOF
     if [ "${#N_QUIET[@]}" -gt 0 ] && [ "${#N_QUIET[@]}" -lt "$ROUNDS" ]; then
         echo "| nginx, quiet rounds only (${#N_QUIET[@]}) | $QN_RPS | | | | | $QN_US |"
@@ -693,14 +712,14 @@ which other processes used more than $MAX_OTHER% of a core was discarded and rep
 fresh server (up to $RETRIES times; calibration runs excepted): $NOISY_RUNS discarded in this run,
 struck through below.
 
-| run | conns | req/s | p50 ms | p99 ms | srv <= 5 ms | peak RSS MiB | server CPU | server CPU us/req | devstream CPU | wrk CPU | irq CPU | other CPU | check |
+| run | conns | req/s | p50 ms | p99 ms | srv <= 5 ms | peak RSS MiB | server CPU | server CPU us/req | broker CPU | wrk CPU | irq CPU | other CPU | check |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 $(printf '%s\n' "${RUN_ROWS[@]}")
 
-The $(nproc) cores run wrk (-t$WRK_THREADS), the server and devstream together: CPU one of them does not
+The $(nproc) cores run wrk (-t$WRK_THREADS), the server and the broker together: CPU one of them does not
 use goes to the others, so at ~$((NCPU * 100))% total the box, not one program, sets the rate.
 
-adtrack-devstream peak RSS over the whole run: $DS_HWM MiB (it was started $DS_STARTS time(s);
+Broker ($KAFKA) peak RSS over the whole run: $DS_HWM MiB (it was started $DS_STARTS time(s);
 more than once means it died during the run and its rounds must be read with care).
 EOF
 }

@@ -10,7 +10,11 @@
 # Prints one line per run and the medians; writes nothing else.
 # Usage: bench/enricher.sh [BUILD_DIR] [EVENTS] [RUNS]
 # Environment:
-#   ENR_BENCH_MODES="warm cold rss"  which modes to run ("" for none, e.g. callgrind only)
+#   ENR_BENCH_MODES="warm cold rss"  which modes to run ("" for none, e.g. callgrind only);
+#                        warm2: the warm drain by two enrichers (one worker thread each) in
+#                        one consumer group, for the scaling from 1 to 2 workers
+#   ENR_BENCH_KAFKA=real  a 1-node Apache Kafka (scripts/kafka.sh) instead of devstream;
+#                        warm modes only
 #   ENR_BENCH_BASE=DIR   a second build dir (e.g. the previous commit's): every run is done
 #                        with both enrichers, alternating, and the median ratio is printed
 #   ENR_BENCH_SCRIPT=N   also time the budget script alone (adtrack-enricher-budget-bench: N
@@ -44,11 +48,24 @@ PIDS+=($!)
 R="redis-cli -p $RPORT"
 for _ in $(seq 50); do $R ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-"$BIN/adtrack-devstream" --partitions 4 --topic bench-warm:16 --topic bench-cold:16 --topic bench-cg:16 --log-level warn \
-    >"$TMP/ds.out" 2>"$TMP/ds.err" </dev/null &
-PIDS+=($!)
-for _ in $(seq 100); do [ -s "$TMP/ds.out" ] && break; sleep 0.1; done
-BS=$(head -1 "$TMP/ds.out")
+WARM_TOPIC=bench-warm
+if [ "${ENR_BENCH_KAFKA:-devstream}" = real ]; then
+    # A 1-node Apache Kafka (scripts/kafka.sh install first). Only the topics of
+    # deploy/topics.conf exist there, so the warm modes use adtrack.events.raw (16 partitions).
+    case " $MODES " in *" cold "* | *" rss "*) echo "ENR_BENCH_KAFKA=real runs the warm modes only (ENR_BENCH_MODES)" >&2; exit 2 ;; esac
+    [ "$CG_EVENTS" = 0 ] || { echo "ENR_BENCH_KAFKA=real: no callgrind run" >&2; exit 2; }
+    ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    BS=$(bash "$ROOT/scripts/kafka.sh" start --dir "$TMP/kafka" --nodes 1 --partitions adtrack.events.raw=16 \
+        --owner-pid $$ 2>"$TMP/kafka.err" | head -1) || { tail -5 "$TMP/kafka.err" >&2; exit 1; }
+    PIDS+=("$(cat "$TMP/kafka/node-1/pid")")
+    WARM_TOPIC=adtrack.events.raw
+else
+    "$BIN/adtrack-devstream" --partitions 4 --topic bench-warm:16 --topic bench-cold:16 --topic bench-cg:16 --log-level warn \
+        >"$TMP/ds.out" 2>"$TMP/ds.err" </dev/null &
+    PIDS+=($!)
+    for _ in $(seq 100); do [ -s "$TMP/ds.out" ] && break; sleep 0.1; done
+    BS=$(head -1 "$TMP/ds.out")
+fi
 
 # seed NCAMP IN_SET: campaigns camp-0..NCAMP-1 (+ pub-1); IN_SET=1 adds them to adtrack:campaigns.
 seed() {
@@ -120,31 +137,37 @@ run() {
     local tagname; tagname=$mode-$n-$(basename "$6")
     shift $(($# < 7 ? $# : 7))
     seed "$ncamp" "$in_set"
-    local port; port=$(free_port)
     local before; before=$(total_calls)
     local us_before; us_before=$(script_usec)
-    "$@" "$bin/adtrack-enricher" --brokers "$BS" --group "bench-$tagname-$RANDOM" --topic-raw "$topic" \
-        --redis "127.0.0.1:$RPORT" --data-dir "$TMP/sink-$tagname" --listen "127.0.0.1:$port" \
-        --batch-size 1000 --batch-max-ms 100 --log-level warn 2>"$TMP/enr-$tagname.err" &
-    local pid=$!
-    PIDS+=($pid)
+    # INSTANCES enrichers (one worker thread each) share one consumer group: mode warm2.
+    local group="bench-$tagname-$RANDOM" ports=() pids=() i
+    for ((i = 0; i < ${INSTANCES:-1}; i++)); do
+        local port; port=$(free_port)
+        "$@" "$bin/adtrack-enricher" --brokers "$BS" --group "$group" --topic-raw "$topic" \
+            --redis "127.0.0.1:$RPORT" --data-dir "$TMP/sink-$tagname-$i" --listen "127.0.0.1:$port" \
+            --batch-size 1000 --batch-max-ms 100 --log-level warn 2>"$TMP/enr-$tagname-$i.err" &
+        pids+=($!) ports+=("$port")
+        PIDS+=($!)
+    done
+    # sum_metric NAME: the metric summed over the instances (0 when absent).
+    sum_metric() { local t=0 p v; for p in "${ports[@]}"; do v=$(metric "$p" "$1" || true); t=$(python3 -c "print(${t} + ${v:-0})"); done; echo "$t"; }
     local t0="" done=0 c0=0
     for _ in $(seq 20000); do
         local v r
-        v=$(metric "$port" 'adtrack_enricher_events_total{outcome="valid"}' || true)
-        r=$(metric "$port" 'adtrack_enricher_batches_total' || true)
-        v=${v:-0}
-        if [ -z "$t0" ] && [ "${r:-0}" != "0" ]; then t0=$(date +%s.%N); c0=$v; fi
+        v=$(sum_metric 'adtrack_enricher_events_total{outcome="valid"}')
+        r=$(sum_metric 'adtrack_enricher_batches_total')
+        if [ -z "$t0" ] && [ "${r%.*}" != "0" ]; then t0=$(date +%s.%N); c0=$v; fi
         if [ "${v%.*}" -ge "$count" ] 2>/dev/null; then done=1; break; fi
         sleep 0.05
     done
     local t1; t1=$(date +%s.%N)
-    [ "$done" = 1 ] || { echo "run $tagname: did not drain (see $TMP/enr-$tagname.err)" >&2; cat "$TMP/enr-$tagname.err" >&2; exit 1; }
-    local cmds; cmds=$(metric "$port" 'adtrack_enricher_redis_commands_total')
-    local rss; rss=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")
+    [ "$done" = 1 ] || { echo "run $tagname: did not drain (see $TMP/enr-$tagname-*.err)" >&2; cat "$TMP"/enr-"$tagname"-*.err >&2; exit 1; }
+    local cmds; cmds=$(sum_metric 'adtrack_enricher_redis_commands_total')
+    local rss; rss=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/${pids[0]}/status")
     local after; after=$(total_calls)
     local us_after; us_after=$(script_usec)
-    kill -TERM "$pid"; wait "$pid" || true
+    for i in "${pids[@]}"; do kill -TERM "$i"; done
+    for i in "${pids[@]}"; do wait "$i" || true; done
     python3 -c "
 ev=$count; dt=$t1-$t0; done=ev-${c0%.*}
 print('%.0f %.4f %.4f %s %.2f' % (done/dt, $cmds/ev, ($after-$before)/ev, '$rss', ($us_after-$us_before)/ev))"
@@ -153,7 +176,7 @@ print('%.0f %.4f %.4f %s %.2f' % (done/dt, $cmds/ev, ($after-$before)/ev, '$rss'
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "# producing $EVENTS events to bench-warm (10 campaigns) and bench-cold (100000 campaigns)" >&2
-case " $MODES " in *" warm "*) produce bench-warm 10 ;; esac
+case " $MODES " in *" warm "* | *" warm2 "*) produce "$WARM_TOPIC" 10 ;; esac
 case " $MODES " in *" cold "* | *" rss "*) produce bench-cold 100000 ;; esac
 printf '%-5s %-14s %-4s %12s %18s %20s %8s %12s\n' mode build run events_per_s enricher_cmds_per_ev redis_calls_per_ev rss_MiB script_us_per_ev
 for mode in $MODES; do
@@ -161,7 +184,8 @@ for mode in $MODES; do
     for n in $(seq "$RUNS"); do
         for b in "${BUILDS[@]}"; do
             case $mode in
-            warm) out=$(run bench-warm 10 1 warm "$n" "$b") ;;
+            warm) out=$(run "$WARM_TOPIC" 10 1 warm "$n" "$b") ;;
+            warm2) out=$(INSTANCES=2 run "$WARM_TOPIC" 10 1 warm2 "$n" "$b") ;;
             cold) out=$(run bench-cold 100000 0 cold "$n" "$b") ;;
             rss) out=$(run bench-cold 100000 1 rss "$n" "$b") ;;
             *) echo "unknown mode '$mode'" >&2; exit 2 ;;

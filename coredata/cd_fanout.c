@@ -115,6 +115,7 @@ struct cd_fanout_s {
     bool need_resync;
     int64_t next_connect_ms;
     int64_t backoff_ms;
+    int64_t next_ping_ms; /* while idle: a restarted Redis is noticed without waiting for a write */
 
     /* Kafka (fan-out thread only) */
     rd_kafka_t *rk;
@@ -656,6 +657,24 @@ static void process_batch(cd_fanout_t *fo, cd_change_t *batch)
         kafka_append(fo, chs[i]);
 }
 
+/* A restarted (possibly emptied) Redis breaks our connection, but an idle fan-out thread
+ * would notice only at the next change, leaving readers without core data until then (found
+ * by the core-data chaos test). A PING once a second finds it, and the reconnect resyncs. */
+static void redis_ping(cd_fanout_t *fo)
+{
+    fo->next_ping_ms = now_ms() + 1000;
+    redisReply *r = redisCommand(fo->rc, "PING");
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        char why[160];
+        snprintf(why, sizeof(why), "ping: %s", r != NULL ? r->str : fo->rc->errstr);
+        if (r != NULL)
+            freeReplyObject(r);
+        redis_drop(fo, why);
+        return;
+    }
+    freeReplyObject(r);
+}
+
 static void *fanout_main(void *arg)
 {
     cd_fanout_t *fo = arg;
@@ -672,6 +691,8 @@ static void *fanout_main(void *arg)
             redis_connect(fo);
         if (fo->rc != NULL && fo->need_resync)
             redis_resync(fo);
+        if (fo->rc != NULL && now_ms() >= fo->next_ping_ms)
+            redis_ping(fo);
 
         cd_change_t *batch = take_batch(fo, BATCH_MAX);
         if (batch != NULL)

@@ -912,6 +912,31 @@ static void test_fanout__redis_restart_loses_no_change(void **state)
     cd_free(&c);
 }
 
+/* An idle coredata (no change after the restart) still notices a new, empty Redis on the
+ * same port and writes its state there: readers do not wait for the next admin write. */
+static void test_fanout__idle_redis_restart_is_resynced_without_a_write(void **state)
+{
+    (void)state;
+    cdp_t c = {0};
+    redis_flush();
+    cd_start(&c, NULL, NULL);
+    int64_t v1 = put_campaign(&c, "ir-c1", 10);
+    int64_t v2 = put_publisher(&c, "ir-p1", "active");
+    wait_fanout_idle(&c, 30000);
+    assert_int_equal(redis_version("campaign", "ir-c1"), v1);
+
+    redis_stop();
+    assert_int_equal(redis_start_on(redis_port), 0);
+    int64_t deadline = ts_now_ms() + 30000;
+    while (ts_now_ms() < deadline &&
+           !(redis_version("campaign", "ir-c1") == v1 && redis_version("publisher", "ir-p1") == v2))
+        usleep(50 * 1000);
+    assert_int_equal(redis_version("campaign", "ir-c1"), v1);
+    assert_int_equal(redis_version("publisher", "ir-p1"), v2);
+    cd_stop(&c, true);
+    cd_free(&c);
+}
+
 static void test_cas__older_version_never_regresses(void **state)
 {
     (void)state;
@@ -1157,6 +1182,7 @@ int main(void)
         cmocka_unit_test_teardown(test_store__file_round_trip_survives_restart, test_teardown),
         cmocka_unit_test_teardown(test_fanout__three_subscribers_in_order_and_catch_up, test_teardown),
         cmocka_unit_test_teardown(test_fanout__redis_restart_loses_no_change, test_teardown),
+        cmocka_unit_test_teardown(test_fanout__idle_redis_restart_is_resynced_without_a_write, test_teardown),
         cmocka_unit_test_teardown(test_cas__older_version_never_regresses, test_teardown),
         cmocka_unit_test_teardown(test_feed__valid_applied_invalid_rejected, test_teardown),
         cmocka_unit_test_teardown(test_fanout__real_enricher_follows_changes, test_teardown),
