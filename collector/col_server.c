@@ -367,11 +367,7 @@ static void on_ack_wait(h2o_timeout_entry_t *entry)
     col_server_t *srv = lp->srv;
     AT_ASSERT_LOOP(lp->loop);
 
-    /* Before this loop's first acknowledgement the first events wait for connections and
-     * metadata, which says nothing about a partition. */
-    if (lp->acked_once)
-        col_spool_partition_suspect(srv->spool, r->topic, r->partition,
-                                    "no acknowledgement within --kafka-ack-wait-ms");
+    col_spool_partition_suspect(srv->spool, r->topic, r->partition, "no acknowledgement within --kafka-ack-wait-ms");
     col_spool_rec_t *rec = col_spool_rec_new(r->topic, r->key, r->keylen, r->value, r->valuelen, r->p);
     if (rec == NULL)
         return; /* the delivery report settles it, as without this */
@@ -416,7 +412,11 @@ void col_sink_submit(col_pending_t *p, int topic, const char *key, size_t keylen
             lp->rk, RD_KAFKA_V_RKT(lp->rkt[topic]), RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
             RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE(value, valuelen), RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            if (part != COL_PART_ANY && copyable) {
+            /* Not before this loop's first acknowledgement: at start-up the first events wait
+             * for connections, metadata and the idempotent producer id (over a second on a
+             * fresh real cluster), which says nothing about a partition and is not worth a
+             * copy in the spool. */
+            if (part != COL_PART_ANY && copyable && lp->acked_once) {
                 r->wait.cb = on_ack_wait;
                 h2o_timeout_link(lp->loop, &lp->ack_wait_timeout, &r->wait);
             }
