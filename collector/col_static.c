@@ -262,7 +262,7 @@ bool col_static_authority_ok(const char *authority, size_t len)
 /* ---- the demo pages ---- */
 
 /* The demo publisher and its slots, from the demo data set (`adtrack seed demo`,
- * coredata/cli/adtrack.c): Daily News carries the two Acme campaigns that are active and
+ * cli/adtrack.c): Daily News carries the two Acme campaigns that are active and
  * in flight (camp-acme-spring lists it; camp-acme-retarget allows every publisher).
  * Creative and placement ids are free-form in the data model; these name what they show. */
 static const struct {

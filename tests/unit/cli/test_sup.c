@@ -1,4 +1,4 @@
-/* Unit tests for coredata/cli/sup.c (the supervisor of `adtrack up`), with /bin/sh children. */
+/* Unit tests for cli/sup.c (the supervisor of `adtrack up`), with /bin/sh children. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
