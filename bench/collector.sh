@@ -191,7 +191,7 @@ devstream_ensure() {
         BOOTSTRAP=$(bash "$ROOT/scripts/kafka.sh" start --dir "$TMP/kafka" --nodes 1 \
             --partitions "adtrack.events.raw=$PARTITIONS" --owner-pid $$ 2>"$TMP/kafka.err" | head -1) ||
             bench_die "scripts/kafka.sh start failed: $(tail -3 "$TMP/kafka.err")"
-        DS_PID=$(cat "$TMP/kafka/node-1/pid")
+        DS_PID=$(cat "$TMP/kafka/node-1/pid") DS_STARTS=1
         bench_track "$DS_PID"
         bench_log "Kafka (1 node) pid $DS_PID at $BOOTSTRAP"
         return 0

@@ -92,9 +92,9 @@ start_collector() {
 measure() {
     local json=$1
     "$BIN_DIR/adtrack-loadtest" --target "http://127.0.0.1:$SRV_PORT" --rate "$RATE" --duration 2s \
-        --threads 1 --connections "$CONNS" --log-level error >/dev/null 2>&1 || true
+        --threads 2 --connections "$CONNS" --log-level error >/dev/null 2>&1 || true
     "$BIN_DIR/adtrack-loadtest" --target "http://127.0.0.1:$SRV_PORT" --rate "$RATE" --duration "${DURATION}s" \
-        --threads 1 --connections "$CONNS" --json "$json" --log-level error >/dev/null 2>&1 || true
+        --threads 2 --connections "$CONNS" --json "$json" --log-level error >/dev/null 2>&1 || true
     python3 - "$json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
