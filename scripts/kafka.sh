@@ -3,15 +3,21 @@
 # and `adtrack up`: 1 or 3 combined broker+controller nodes on free ports, one JVM each,
 # started by this script (never a system service). See docs/REAL-INFRA.md.
 #
-#   scripts/kafka.sh install
+#   scripts/kafka.sh install [--version V]
 #       Downloads the broker's jars from Maven Central (tools/kafka/pom.xml, pinned) into the
 #       cache and compiles tools/kafka/AdtrackKafkaAdmin.java. Idempotent: a second call
 #       only checks the cache. Prints the install directory.
-#   scripts/kafka.sh check
+#   scripts/kafka.sh check [--version V]
 #       Exit 0 if installed (and Java 17+ is there), 3 if not. Starts no JVM.
+#   --version V: which pinned Kafka. Default 4.4.0 (tools/kafka/pom.xml), used by every test,
+#       `adtrack up` and deploy/. The only other one is 3.9.1 (tools/kafka/pom-3.9.xml, its
+#       own cache directory): a Kafka 3.x broker, because Kafka 4.x refuses the SCRAM proof of
+#       Debian 12's librdkafka 2.0.2 (librdkafka#4895) and it/realkafka_sasl verifies SCRAM
+#       against 3.9.1 instead (docs/SECURITY.md). `start --version V` on a new DIR records V in
+#       DIR/cluster.env; every later command on that DIR uses the recorded version.
 #   scripts/kafka.sh start --dir DIR [--nodes 1|3] [--no-topics] [--profile test|production]
 #                          [--partitions NAME=N]... [--heap SIZE] [--timeout SEC] [--owner-pid PID]
-#                          [--sasl-ssl]
+#                          [--sasl-ssl] [--version V]
 #       Formats the KRaft storage (first time only), starts the nodes and waits (bounded)
 #       until every broker is registered, the adtrack topics of deploy/topics.conf exist with
 #       every partition fully replicated, and the group coordinator answers. The first
@@ -70,7 +76,21 @@ javac_bin() {
     if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/javac ]]; then echo "$JAVA_HOME/bin/javac"; else command -v javac || true; fi
 }
 
-kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n 1; }
+pom_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$1" | head -n 1; }
+kafka_version() { pom_version "$POM"; }
+
+# select_version V: POM becomes the tools/kafka/pom*.xml whose kafka.version is V.
+select_version() {
+    local v=$1 f known=""
+    for f in "$ROOT"/tools/kafka/pom*.xml; do
+        if [[ $(pom_version "$f") == "$v" ]]; then
+            POM=$f
+            return 0
+        fi
+        known+="${known:+, }$(pom_version "$f")"
+    done
+    usage "--version $v: not pinned here (known: $known)"
+}
 
 # The install directory depends on everything that goes into it: a changed POM or admin tool
 # gets a fresh directory, and an old one is simply no longer used.
@@ -197,6 +217,7 @@ write_cluster() {
     if [[ $NODES -eq 1 ]]; then RF=1 MIN_ISR=1; else RF=3 MIN_ISR=2; fi
     {
         echo "NODES=$NODES"
+        echo "KAFKA_VERSION=$(kafka_version)"
         echo "CLUSTER_ID=$CLUSTER_ID"
         echo "RF=$RF"
         echo "MIN_ISR=$MIN_ISR"
@@ -241,6 +262,13 @@ write_cluster() {
             advertised+=",SASL_SSL://127.0.0.1:${!sport_var}"
             protomap+=",SASL_SSL:SASL_SSL"
         fi
+        # The share-group state topic exists from Kafka 4.0 on; 3.x would only warn about
+        # unknown settings, but its server.properties should hold none.
+        local share_props=""
+        if [[ ${KAFKA_VERSION%%.*} -ge 4 ]]; then
+            share_props="share.coordinator.state.topic.replication.factor=$RF
+share.coordinator.state.topic.min.isr=$MIN_ISR"
+        fi
         mkdir -p "$node/data" "$node/logs"
         (umask 077 && : > "$node/server.properties")
         cat > "$node/server.properties" <<EOF
@@ -262,8 +290,7 @@ min.insync.replicas=$MIN_ISR
 offsets.topic.replication.factor=$RF
 transaction.state.log.replication.factor=$RF
 transaction.state.log.min.isr=$MIN_ISR
-share.coordinator.state.topic.replication.factor=$RF
-share.coordinator.state.topic.min.isr=$MIN_ISR
+$share_props
 unclean.leader.election.enable=false
 # Topics come from deploy/topics.conf, never from a producer's typo.
 auto.create.topics.enable=false
@@ -533,7 +560,7 @@ cmd_status() {
 [[ $# -ge 1 ]] || usage "no command"
 CMD=$1
 shift
-DIR="" WANT_NODES="" NODE="" TOPIC="" TOPICS=1 PROFILE=test HEAP="" TIMEOUT="" OWNER="" KILL=0 WAIT_ISR=1 SASL_SSL=0
+DIR="" WANT_NODES="" WANT_VERSION="" NODE="" TOPIC="" TOPICS=1 PROFILE=test HEAP="" TIMEOUT="" OWNER="" KILL=0 WAIT_ISR=1 SASL_SSL=0
 PARTITIONS=()
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -550,6 +577,7 @@ while [[ $# -gt 0 ]]; do
     --topic) TOPIC=${2:?}; shift 2 ;;
     --no-wait-isr) WAIT_ISR=0; shift ;;
     --sasl-ssl) SASL_SSL=1; shift ;;
+    --version) WANT_VERSION=${2:?--version needs a value}; shift 2 ;;
     *) usage "unknown argument $1" ;;
     esac
 done
@@ -559,10 +587,22 @@ done
 [[ -z $TIMEOUT || $TIMEOUT =~ ^[0-9]+$ ]] || usage "--timeout $TIMEOUT: seconds, a number"
 [[ $PROFILE == test || $PROFILE == production ]] || usage "--profile $PROFILE: test or production"
 
+[[ -n $WANT_VERSION ]] && select_version "$WANT_VERSION"
+
 need_dir() {
     [[ -n $DIR ]] || usage "$CMD: --dir is required"
     mkdir -p "$DIR"
     DIR=$(cd "$DIR" && pwd)
+    # A cluster runs the version it was formatted with (clusters from before --version have
+    # no KAFKA_VERSION line: they are the default's).
+    local have
+    if [[ -f $DIR/cluster.env ]]; then
+        have=$(sed -n 's/^KAFKA_VERSION=//p' "$DIR/cluster.env")
+        have=${have:-$(pom_version "$ROOT/tools/kafka/pom.xml")}
+        [[ -z $WANT_VERSION || $WANT_VERSION == "$have" ]] ||
+            die "$DIR holds a Kafka $have cluster, not $WANT_VERSION (use another --dir)"
+        select_version "$have"
+    fi
 }
 
 case $CMD in

@@ -2,8 +2,9 @@
 # test.sh: the whole test suite on a Debian 12 machine, from a fresh clone.
 #
 #   1. scripts/install-deps.sh (Debian packages; installs only what is missing)
-#   2. scripts/kafka.sh install, scripts/ferretdb.sh install (Apache Kafka from Maven Central,
-#      FerretDB from the Go module proxy, cached under ~/.cache/adtrack; docs/REAL-INFRA.md)
+#   2. scripts/kafka.sh install (and --version 3.9.1, for it/realkafka_sasl's SCRAM check),
+#      scripts/ferretdb.sh install (Apache Kafka from Maven Central, FerretDB from the Go
+#      module proxy, cached under ~/.cache/adtrack; docs/REAL-INFRA.md)
 #   3. build/       RelWithDebInfo, every target; ctest: unit tests in parallel, then the
 #                   integration, end-to-end and chaos tests one at a time (they start real
 #                   processes: devstream, Kafka, FerretDB, redis-server, mockupdb, ...)
@@ -110,7 +111,8 @@ sanitized() {
 run_stage "install dependencies" bash scripts/install-deps.sh || true
 if [[ "${ADTRACK_SKIP_REAL_INFRA:-0}" != 1 ]]; then
   run_stage "install real Kafka and FerretDB" \
-    bash -c 'bash scripts/kafka.sh install && bash scripts/ferretdb.sh install' || true
+    bash -c 'bash scripts/kafka.sh install && bash scripts/kafka.sh install --version 3.9.1 &&
+             bash scripts/ferretdb.sh install' || true
 fi
 # In CI a missing real server fails the tests that need it; locally they are skipped (77).
 [[ ${CI:-} == true ]] && export ADTRACK_REQUIRE_REAL_INFRA=1

@@ -5,6 +5,7 @@
 #
 #   source "${ADTRACK_SOURCE_DIR:?}/tests/support/infra_it.sh"
 #   infra_require kafka ferretdb     # exits 77 (CTest: skipped) unless both are installed
+#   infra_require kafka@3.9.1        # a second pinned Kafka (scripts/kafka.sh --version)
 #   trap infra_cleanup EXIT          # or call infra_cleanup from the test's own EXIT trap
 #   infra_kafka_start 3              # sets KAFKA_DIR and KAFKA_BOOTSTRAP
 #   infra_ferretdb_start             # sets FERRETDB_DIR and FERRETDB_URI
@@ -22,16 +23,18 @@ KAFKA_BOOTSTRAP=""
 FERRETDB_DIR=""
 FERRETDB_URI=""
 
-# infra_require kafka|ferretdb...: exit 77 when one is not installed (see above).
+# infra_require kafka|kafka@VERSION|ferretdb...: exit 77 when one is not installed (see above).
 infra_require() {
-    local what script missing=0
+    local what script missing=0 args
     for what in "$@"; do
+        args=(check)
         case $what in
         kafka) script=kafka.sh ;;
+        kafka@*) script=kafka.sh args=(check --version "${what#kafka@}") ;;
         ferretdb) script=ferretdb.sh ;;
         *) echo "infra_require: unknown $what" >&2; exit 2 ;;
         esac
-        if ! bash "$INFRA_SRC/scripts/$script" check > /dev/null; then
+        if ! bash "$INFRA_SRC/scripts/$script" "${args[@]}" > /dev/null; then
             missing=1
         fi
     done
@@ -40,7 +43,7 @@ infra_require() {
             echo "FAIL: real infrastructure missing and ADTRACK_REQUIRE_REAL_INFRA=1" >&2
             exit 1
         fi
-        echo "skipped: install with scripts/kafka.sh install / scripts/ferretdb.sh install" >&2
+        echo "skipped: install with scripts/kafka.sh install [--version V] / scripts/ferretdb.sh install" >&2
         exit 77
     fi
 }
