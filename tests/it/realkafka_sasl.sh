@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # LABELS: realkafka
 # Kafka over SASL_SSL (docs/SECURITY.md, "Kafka"), against a real Apache Kafka 4.4.0 node
-# whose SASL_SSL listener this test has scripts/kafka.sh configure (--sasl-ssl: a CA and a
-# broker certificate made with openssl, a PLAIN user and a SCRAM-SHA-512 user); the services
-# see only that listener, and every password comes from a 0600 file.
+# and a real Kafka 3.9.1 node (scripts/kafka.sh --version 3.9.1), whose SASL_SSL listeners
+# this test has scripts/kafka.sh configure (--sasl-ssl: a CA and a broker certificate made
+# with openssl, a PLAIN user and a SCRAM-SHA-512 user, per cluster); the services see only
+# that listener, and every password comes from a 0600 file. Both nodes start side by side.
 #   1. SASL/PLAIN over TLS (Confluent Cloud's setting): the collector and the enricher are
 #      ready, 40 pixels are answered 2xx, produced over TLS, consumed by the enricher's group
 #      and stored (all 40 land in its file sink: unknown campaigns go to rejected-*.jsonl
@@ -14,6 +15,12 @@
 #      (librdkafka#4895, fixed in 2.6.1): then the test checks that this shows as it should,
 #      an error-level log line and /readyz 503 naming the refusal, never a healthy-looking
 #      retry loop.
+#   2b. SASL/SCRAM-SHA-512 over TLS against Kafka 3.9.1, which accepts librdkafka 2.0.2's SCRAM
+#      proof: the collector and the enricher are ready, 20 pixels are answered 2xx and not
+#      spooled, kcat (the same librdkafka, SCRAM-SHA-512, the same user and password) reads all
+#      20 back from adtrack.events.raw and the enricher's group (over SCRAM too) stores all
+#      20; a collector with a wrong SCRAM password is refused by the same broker (error log,
+#      503), so the success is the broker checking the proof, not skipping it.
 #   3. a wrong password: collector and enricher log an error and stay 503 ("kafka refused our
 #      credentials"); the collector keeps its 2xx promise through the spool meanwhile.
 #   4. an untrusted CA (the brokers' certificate is signed by another CA): "certificate verify
@@ -23,12 +30,17 @@ set -euo pipefail
 source "${ADTRACK_SOURCE_DIR:?ADTRACK_SOURCE_DIR not set}/tests/support/infra_it.sh"
 bin=${ADTRACK_BIN_DIR:?}
 for t in kcat redis-server; do command -v "$t" >/dev/null || { echo "skipped: no $t"; exit 77; }; done
-infra_require kafka
+infra_require kafka kafka@3.9.1
 tmp=$(mktemp -d "${ADTRACK_TEST_TMP:-/tmp}/realkafka-sasl.XXXXXX")
 pids=()
+K39_DIR=""
 cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ -n "$K39_DIR" ]; then
+        bash "$ADTRACK_SOURCE_DIR/scripts/kafka.sh" stop --dir "$K39_DIR" --timeout 15 >/dev/null 2>&1 || true
+        rm -rf "$K39_DIR"/node-*/data
+    fi
     infra_cleanup
     [ -n "${ADTRACK_KEEP_TMP:-}" ] || rm -rf "$tmp"
 }
@@ -51,6 +63,11 @@ code() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz"; }
 secret_file() { (umask 077 && printf '%s\n' "$2" > "$tmp/$1"); echo "$tmp/$1"; }
 
 t0=$(now_ms)
+# Kafka 3.9.1 for 2b, started in the background meanwhile (its own watchdog: --owner-pid).
+K39_DIR=$(mktemp -d "${ADTRACK_TEST_TMP:-/tmp}/kafka39.XXXXXX")
+bash "$ADTRACK_SOURCE_DIR/scripts/kafka.sh" start --dir "$K39_DIR" --nodes 1 --sasl-ssl --version 3.9.1 \
+    --owner-pid $$ >"$tmp/kafka39.out" 2>"$tmp/kafka39.err" &
+k39_pid=$!
 infra_kafka_start 1 --sasl-ssl
 SB=$(cat "$KAFKA_DIR/sasl_ssl.bootstrap")
 CA=$KAFKA_DIR/tls/ca.pem
@@ -146,6 +163,46 @@ else
     grep -m 1 'kafka refused' "$tmp/collector-scram.log" | cut -c1-300
 fi
 
+# ---- 2b. SCRAM-SHA-512 over TLS against Kafka 3.9.1 -------------------------------------------
+wait "$k39_pid" || { cat "$tmp/kafka39.err" >&2; fail "kafka.sh start --version 3.9.1 --sasl-ssl failed"; }
+grep -q '^KAFKA_VERSION=3.9.1$' "$K39_DIR/cluster.env" || fail "the second cluster is not Kafka 3.9.1"
+grep -o 'ready in [0-9]* ms' "$tmp/kafka39.err" | sed 's/^/Kafka 3.9.1 node (SASL_SSL) /'
+SB39=$(cat "$K39_DIR/sasl_ssl.bootstrap")
+scram39_pw_file=$K39_DIR/sasl/scram.password
+wrong39_pw_file=$(secret_file wrong39.password "wrong-$(head -c 12 /dev/urandom | base64 | tr '+/' '-_')")
+kafka39_env() {
+    echo "ADTRACK_BROKERS=$SB39 ADTRACK_KAFKA_SECURITY_PROTOCOL=sasl_ssl ADTRACK_KAFKA_SASL_MECHANISM=SCRAM-SHA-512" \
+        "ADTRACK_KAFKA_SASL_USERNAME=adtrack-scram ADTRACK_KAFKA_SASL_PASSWORD_FILE=$1 ADTRACK_KAFKA_SSL_CA=$K39_DIR/tls/ca.pem"
+}
+read -r -a scram39_env <<< "$(kafka39_env "$scram39_pw_file")"
+read -r -a wrong39_env <<< "$(kafka39_env "$wrong39_pw_file")"
+start_collector scram39 "${scram39_env[@]}"
+start_enricher scram39 "${scram39_env[@]}"
+start_collector wrong39 "${wrong39_env[@]}"
+wait_for 60 'test "$(code $cport_scram39)" = 200' ||
+    fail "collector not ready over SASL_SSL/SCRAM-SHA-512 against Kafka 3.9.1 (librdkafka ${rdver% *}): $(curl -s "http://127.0.0.1:$cport_scram39/readyz")"
+wait_for 60 'test "$(code $eport_scram39)" = 200' ||
+    fail "enricher not ready over SASL_SSL/SCRAM-SHA-512 against Kafka 3.9.1: $(curl -s "http://127.0.0.1:$eport_scram39/readyz")"
+for i in $(seq 1 20); do
+    c=$(curl -s -o /dev/null -w '%{http_code}' -A "$UA" "http://127.0.0.1:$cport_scram39/t.gif?e=imp&c=camp-scram39&p=pub-sasl&cb=$i")
+    [ "$c" = 200 ] || fail "Kafka 3.9.1: pixel $i answered $c"
+done
+kc39=(kcat -b "$SB39" -X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 -X sasl.username=adtrack-scram
+    -X "sasl.password=$(cat "$scram39_pw_file")" -X "ssl.ca.location=$K39_DIR/tls/ca.pem")
+in_kafka39() { timeout 20 "${kc39[@]}" -C -q -t adtrack.events.raw -o beginning -e | grep -c camp-scram39 || true; }
+wait_for 30 'test "$(in_kafka39)" -ge 20' || fail "kcat over SASL_SSL/SCRAM reads $(in_kafka39) of 20 events in Kafka 3.9.1's adtrack.events.raw"
+n=$(in_kafka39)
+[ "$n" -eq 20 ] || fail "Kafka 3.9.1 holds $n events for 20 pixels"
+grep -q '"spooled"\|spooling' "$tmp/collector-scram39.log" && fail "the collector spooled: Kafka 3.9.1 over SCRAM did not take the events"
+grep -q '"level":"error"' "$tmp/collector-scram39.log" && fail "the SCRAM collector logged an error: $(grep -m 1 '"level":"error"' "$tmp/collector-scram39.log")"
+stored39() { cat "$tmp"/sink-scram39/*.jsonl 2>/dev/null | grep -c 'camp-scram39' || true; }
+wait_for 60 'test "$(stored39)" -ge 20' || fail "the enricher (SCRAM, Kafka 3.9.1) stored $(stored39) of 20 events"
+wait_for 30 "grep -q '\"level\":\"error\".*kafka refused our credentials.*SCRAM-SHA-512' '$tmp/collector-wrong39.log'" ||
+    fail "Kafka 3.9.1: a wrong SCRAM password is not logged as an error"
+[ "$(code "$cport_wrong39")" = 503 ] || fail "a collector with a wrong SCRAM password is ready (Kafka 3.9.1)"
+echo "SCRAM-SHA-512 over TLS works against Kafka 3.9.1 (librdkafka ${rdver% *}): 20 pixels produced, read back with kcat over SCRAM, consumed and stored; a wrong SCRAM password refused:"
+grep -m 1 'kafka refused' "$tmp/collector-wrong39.log" | cut -c1-300
+
 # ---- 3. a wrong password ----------------------------------------------------------------------
 read -r -a wrong_env <<< "$(kafka_env PLAIN adtrack-plain "$wrong_pw_file" "$CA")"
 start_collector wrong "${wrong_env[@]}"
@@ -176,10 +233,10 @@ curl -s "http://127.0.0.1:$cport_untrusted/readyz" | grep -q "kafka refused our 
 grep -m 1 'certificate verify failed' "$tmp/collector-untrusted.log" | cut -c1-300
 
 # ---- 5. no password anywhere it could leak ---------------------------------------------------
-for f in "$plain_pw_file" "$scram_pw_file" "$wrong_pw_file" "$admin_file"; do
+for f in "$plain_pw_file" "$scram_pw_file" "$wrong_pw_file" "$admin_file" "$scram39_pw_file" "$wrong39_pw_file"; do
     s=$(cat "$f")
     grep -rqF "$s" "$tmp"/*.log && fail "a secret from $(basename "$f") is in a log"
-    for p in "$cport_plain" "$eport_plain" "$cdport" "$cport_wrong"; do
+    for p in "$cport_plain" "$eport_plain" "$cdport" "$cport_wrong" "$cport_scram39" "$eport_scram39" "$cport_wrong39"; do
         curl -s "http://127.0.0.1:$p/metrics" | grep -qF "$s" && fail "a secret is in /metrics of port $p"
     done
     for p in "${pids[@]}"; do
