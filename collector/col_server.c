@@ -290,6 +290,24 @@ void col_pending_seal(col_pending_t *p)
 
 /* ---- durable sink ---- */
 
+/* An event the spool could not take is answered 503 and lost: the one failure of the
+ * durability promise, so an operator must see it in the log, not only in
+ * adtrack_events_lost_total (found by the soak: a spool at --spool-max-bytes after minutes of
+ * repeated outages at full load answered 503 to everything, silently). */
+static void spool_refused(col_loop_t *lp)
+{
+    lp->spool_refused++;
+    bool full = col_spool_full(lp->srv->spool);
+    const char *msg = full ? "spool full (--spool-max-bytes): events answered 503 and lost until it drains"
+                           : "spool refused an event (out of memory or closing): answered 503";
+    if (at_log_gate(&lp->spool_refused_gate, msg, 10)) {
+        char n[24];
+        snprintf(n, sizeof(n), "%llu", (unsigned long long)lp->spool_refused);
+        at_log(AT_LOG_ERROR, "spool", msg, "events_refused", n, NULL);
+        lp->spool_refused = 0;
+    }
+}
+
 /* Spools one event for @p p. @p failed: the delivery report of an attempt that failed, or
  * NULL when the event never went to Kafka. */
 static void sink_spool(col_loop_t *lp, col_pending_t *p, int topic, const void *key, size_t keylen, const void *value,
@@ -306,6 +324,7 @@ static void sink_spool(col_loop_t *lp, col_pending_t *p, int topic, const void *
         free(rec);
         at_counter_add(srv->stats.durability_failures, 1);
         pending_settle(p, false);
+        spool_refused(lp);
     }
 }
 

@@ -19,6 +19,7 @@
 
 #include "at_accept.h"
 #include "at_event.h"
+#include "at_log.h"
 #include "at_metrics.h"
 #include "at_uuid.h"
 #include "col_conf.h"
@@ -98,6 +99,8 @@ struct col_loop_s {
     col_inflight_t *spare_inflight; /* the same for events on their way to Kafka */
     unsigned nspare_inflight;
     h2o_timeout_t ack_wait_timeout; /* --kafka-ack-wait-ms */
+    at_log_gate_t spool_refused_gate; /* "spool full" error, at most every 10 s per loop */
+    uint64_t spool_refused;           /* events refused since that line was last written */
     bool acked_once;         /* Kafka acknowledged one of this loop's events: ack waits count from now on */
     atomic_size_t inflight; /* pending requests not yet answered or settled */
     uint64_t stop_deadline_ns;
