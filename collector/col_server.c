@@ -294,12 +294,13 @@ void col_pending_seal(col_pending_t *p)
  * durability promise, so an operator must see it in the log, not only in
  * adtrack_events_lost_total (found by the soak: a spool at --spool-max-bytes after minutes of
  * repeated outages at full load answered 503 to everything, silently). */
-static void spool_refused(col_loop_t *lp)
+static void spool_refused(col_loop_t *lp, bool out_of_memory)
 {
     lp->spool_refused++;
-    bool full = col_spool_full(lp->srv->spool);
-    const char *msg = full ? "spool full (--spool-max-bytes): events answered 503 and lost until it drains"
-                           : "spool refused an event (out of memory or closing): answered 503";
+    /* col_spool_append() refuses only a closing spool (not while requests are served) or one
+     * whose file plus queue would pass --spool-max-bytes. */
+    const char *msg = !out_of_memory ? "spool full (--spool-max-bytes): events answered 503 and lost until it drains"
+                                     : "out of memory for a spool record: events answered 503 and lost";
     if (at_log_gate(&lp->spool_refused_gate, msg, 10)) {
         char n[24];
         snprintf(n, sizeof(n), "%llu", (unsigned long long)lp->spool_refused);
@@ -321,10 +322,11 @@ static void sink_spool(col_loop_t *lp, col_pending_t *p, int topic, const void *
         col_spool_rec_set_in_doubt(rec, failed->partition, rd_kafka_message_timestamp(failed, NULL), 0);
 
     if (rec == NULL || col_spool_append(srv->spool, lp->spool_client, rec) != 0) {
+        bool oom = rec == NULL;
         free(rec);
         at_counter_add(srv->stats.durability_failures, 1);
         pending_settle(p, false);
-        spool_refused(lp);
+        spool_refused(lp, oom);
     }
 }
 
