@@ -115,7 +115,7 @@ struct cd_fanout_s {
     bool need_resync;
     int64_t next_connect_ms;
     int64_t backoff_ms;
-    int64_t next_ping_ms; /* while idle: a restarted Redis is noticed without waiting for a write */
+    int64_t next_ping_ms; /* PING once a second: a restarted Redis is noticed without waiting for a write */
 
     /* Kafka (fan-out thread only) */
     rd_kafka_t *rk;
@@ -657,8 +657,8 @@ static void process_batch(cd_fanout_t *fo, cd_change_t *batch)
         kafka_append(fo, chs[i]);
 }
 
-/* A restarted (possibly emptied) Redis breaks our connection, but an idle fan-out thread
- * would notice only at the next change, leaving readers without core data until then (found
+/* A restarted (possibly emptied) Redis breaks our connection, but a fan-out thread with no
+ * change to write would notice only at the next one, leaving readers without core data (found
  * by the core-data chaos test). A PING once a second finds it, and the reconnect resyncs. */
 static void redis_ping(cd_fanout_t *fo)
 {

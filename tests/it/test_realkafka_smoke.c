@@ -23,6 +23,7 @@
 
 #include "at_common.h"
 #include "at_test_infra.h"
+#include "at_test_observe.h"
 #include "at_test_support.h"
 
 #include <signal.h>
@@ -164,55 +165,6 @@ static int64_t json_int(const bson_t *b, const char *path)
     return bson_iter_as_int64(&found);
 }
 
-/* Partition layout of @p topic as librdkafka sees it. */
-typedef struct part_s {
-    int leader;
-    int nreplicas;
-    int nisr;
-    bool isr_has[TS_KAFKA_MAX_NODES + 1];
-} part_t;
-
-/* Fills @p parts (up to @p max) for @p topic; returns the partition count or -1. */
-static int topic_layout(const char *topic, part_t *parts, int max)
-{
-    char errstr[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", kc.bootstraps, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    if (rk == NULL) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    int n = -1;
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
-        md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const rd_kafka_metadata_topic_t *t = &md->topics[0];
-        n = t->partition_cnt;
-        for (int i = 0; i < t->partition_cnt && i < max; i++) {
-            const rd_kafka_metadata_partition_t *p = &t->partitions[i];
-            part_t *out = &parts[p->id < max ? p->id : i];
-            memset(out, 0, sizeof(*out));
-            out->leader = p->err == RD_KAFKA_RESP_ERR_NO_ERROR ? p->leader : -1;
-            out->nreplicas = p->replica_cnt;
-            out->nisr = p->isr_cnt;
-            for (int j = 0; j < p->isr_cnt; j++)
-                if (p->isrs[j] >= 0 && p->isrs[j] <= TS_KAFKA_MAX_NODES)
-                    out->isr_has[p->isrs[j]] = true;
-        }
-    }
-    if (md != NULL)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-    rd_kafka_destroy(rk);
-    return n;
-}
-
 static int group_setup(void **state)
 {
     AT_UNUSED(state);
@@ -239,8 +191,8 @@ static void test_cluster__topics_replicated_as_configured(void **state)
         int partitions;
     } want[] = {{RAW, 12}, {"adtrack.events.rejected", 3}, {"adtrack.coredata.updates", 1}, {CHANGES, 1}};
     for (size_t t = 0; t < AT_ARRAY_LEN(want); t++) {
-        part_t parts[64];
-        int n = topic_layout(want[t].topic, parts, 64);
+        ts_part_t parts[64];
+        int n = ts_topic_layout(kc.bootstraps, want[t].topic, parts, 64);
         assert_int_equal(n, want[t].partitions);
         for (int i = 0; i < n; i++) {
             if (parts[i].leader < 1 || parts[i].nreplicas != NODES || parts[i].nisr != NODES)
@@ -404,9 +356,9 @@ static void test_admin__librdkafka_create_topics(void **state)
 
     /* The new topic is there, fully replicated, with the configs asked for. */
     int64_t deadline = ts_now_ms() + 30000;
-    part_t parts[8];
+    ts_part_t parts[8];
     int n;
-    while ((n = topic_layout(name, parts, 8)) != 4 && ts_now_ms() < deadline)
+    while ((n = ts_topic_layout(kc.bootstraps, name, parts, 8)) != 4 && ts_now_ms() < deadline)
         usleep(200 * 1000);
     assert_int_equal(n, 4);
     for (int i = 0; i < 4; i++)
@@ -455,8 +407,8 @@ static void test_failover__broker_sigkill_midway_loses_nothing(void **state)
         usleep(100 * 1000);
     }
     /* Kill the leader of partition 0, so it certainly leads partitions of the raw topic. */
-    part_t parts[16];
-    assert_int_equal(topic_layout(RAW, parts, 16), 12);
+    ts_part_t parts[16];
+    assert_int_equal(ts_topic_layout(kc.bootstraps, RAW, parts, 16), 12);
     int victim = parts[0].leader;
     assert_true(victim >= 1 && victim <= NODES);
     int64_t t_kill = ts_now_ms();
@@ -466,7 +418,7 @@ static void test_failover__broker_sigkill_midway_loses_nothing(void **state)
      * broker, and it is in no ISR any more. */
     deadline = ts_now_ms() + 60000;
     for (;;) {
-        int n = topic_layout(RAW, parts, 16);
+        int n = ts_topic_layout(kc.bootstraps, RAW, parts, 16);
         bool moved = n == 12;
         for (int i = 0; moved && i < n; i++)
             if (parts[i].leader == victim || parts[i].leader < 1 || parts[i].isr_has[victim] || parts[i].nisr != 2)
@@ -481,7 +433,7 @@ static void test_failover__broker_sigkill_midway_loses_nothing(void **state)
             (long long)(ts_now_ms() - t_kill));
 
     assert_int_equal(ts_kafka_start_node(&kc, victim), 0);
-    assert_int_equal(topic_layout(RAW, parts, 16), 12);
+    assert_int_equal(ts_topic_layout(kc.bootstraps, RAW, parts, 16), 12);
     for (int i = 0; i < 12; i++)
         if (!parts[i].isr_has[victim] || parts[i].nisr != NODES)
             fail_msg("%s/%d: node %d not back in the ISR after start-node", RAW, i, victim);
