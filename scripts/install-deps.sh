@@ -12,6 +12,7 @@ packages=(
   build-essential cmake pkg-config
   clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh); the runtime is only a Recommends of clang
   libh2o-evloop-dev librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libssl-dev
+  libxxhash-dev          # XXH3: the unique-user HyperLogLog (common/at_hll.c)
   libcmocka-dev
   redis-server           # integration tests start their own redis-server
   nginx wrk              # load-test baselines
