@@ -7,6 +7,7 @@
  * one array and nothing but whitespace after it; libbson then validates the content.
  */
 #include "col_batch.h"
+#include "col_query.h"
 #include "at_json.h"
 
 #include <bson/bson.h>
@@ -61,6 +62,9 @@ static const struct {
     {"uid", offsetof(at_event_t, uid)},
     {"u", offsetof(at_event_t, u)},
     {"tag", offsetof(at_event_t, tag)},
+    {"clid", offsetof(at_event_t, clid)},
+    {"order", offsetof(at_event_t, order)},
+    {"payout_micros", offsetof(at_event_t, payout_micros)},
 };
 
 static void item_reject(col_batch_item_t *item, at_reject_t r, const char *msg)
@@ -110,6 +114,7 @@ static void parse_item(const bson_iter_t *it, size_t idx, col_batch_item_t *item
         *dst = (at_str_t){s, n};
     }
     item->ev.type = at_event_type_parse(e_text.p, e_text.len);
+    col_conv_campaign(&item->ev); /* a conversion with a click id belongs to the click's campaign */
 
     at_err_t err = {AT_OK, ""};
     at_reject_t r = at_event_check_e(&item->ev, e_text, &err);

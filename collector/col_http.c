@@ -372,6 +372,7 @@ static int handle_pixel_or_click(col_server_t *srv, h2o_req_t *req, bool click)
         q.e = AT_STR_LIT("click");
     }
     fill_from_request(rc, &ev);
+    col_conv_campaign(&ev); /* a conversion with a click id belongs to the click's campaign */
     if (rej == AT_REJ_NONE)
         rej = at_event_check_e(&ev, q.e, &err);
 
@@ -379,14 +380,25 @@ static int handle_pixel_or_click(col_server_t *srv, h2o_req_t *req, bool click)
     if (click) {
         const char *key = srv->conf->click_key;
         const char *why = NULL;
+        /* The signature covers cp too when it is given, so a forged link cannot choose the
+         * parameter that lands on the advertiser's page. */
+        size_t msglen = SIZE_MAX;
+        char *msg = NULL;
+        if (ev.d.len > 0) {
+            msg = h2o_mem_alloc_pool(&req->pool, ev.d.len + 1 + q.cp.len);
+            msglen = col_click_signed_message(ev.d, q.cp, msg, ev.d.len + 1 + q.cp.len);
+        }
         if (ev.d.len == 0)
             why = "d: missing; expected the click destination URL";
+        else if (q.cp.p != NULL && !col_click_param_valid(q.cp))
+            why = "cp: expected 1-32 characters from [A-Za-z0-9_.-], the destination's click-id parameter";
         else if (key == NULL || key[0] == '\0')
             why = "sig: this collector has no --click-key, so no destination can be verified";
         else if (q.sig.len == 0)
-            why = "sig: missing; expected base64url HMAC-SHA256 of d";
-        else if (!at_hmac_verify(key, strlen(key), ev.d.p, ev.d.len, q.sig.p, q.sig.len))
-            why = "sig: does not verify for d; expected base64url HMAC-SHA256 of d with the collector's key";
+            why = "sig: missing; expected base64url HMAC-SHA256 of d (of d, a newline and cp when cp is given)";
+        else if (!at_hmac_verify(key, strlen(key), msg, msglen, q.sig.p, q.sig.len))
+            why = "sig: does not verify; expected base64url HMAC-SHA256 with the collector's key of d (of d, a "
+                  "newline and cp when cp is given)";
         else if (!destination_is_safe(ev.d))
             why = "d: expected an absolute http(s) URL without control characters";
         if (why != NULL) {
@@ -396,9 +408,23 @@ static int handle_pixel_or_click(col_server_t *srv, h2o_req_t *req, bool click)
                 rej = AT_REJ_INVALID_FIELD;
                 at_err_set(&err, AT_ERR_INVALID, "%s", why);
             }
-        } else {
+        } else if (rej != AT_REJ_NONE || ev.type != AT_EV_CLICK) {
+            /* A click that is not recorded as one has no click id to hand on. */
             d->status = 302;
             d->location = h2o_strdup(&req->pool, ev.d.p, ev.d.len);
+        } else {
+            /* The click id is the click event's own id plus its campaign (at_clid_split). */
+            char *clid = h2o_mem_alloc_pool(&req->pool, AT_UUID_STR_LEN + 2 + ev.c.len);
+            at_uuid_format(&ev.id, clid);
+            clid[AT_UUID_STR_LEN] = '.';
+            memcpy(clid + AT_UUID_STR_LEN + 1, ev.c.p, ev.c.len);
+            clid[AT_UUID_STR_LEN + 1 + ev.c.len] = '\0';
+            at_str_t param = q.cp.len > 0 ? q.cp : AT_STR_LIT(COL_CLICK_PARAM_DEFAULT);
+            size_t cap = ev.d.len + param.len + AT_UUID_STR_LEN + ev.c.len + 4;
+            char *loc = h2o_mem_alloc_pool(&req->pool, cap);
+            size_t n = col_click_location(ev.d, param, clid, loc, cap);
+            d->status = 302;
+            d->location = h2o_iovec_init(loc, n);
         }
     }
 

@@ -7,9 +7,26 @@
  */
 #include "col_query.h"
 
-enum { QP_E, QP_C, QP_CR, QP_P, QP_PL, QP_UID, QP_U, QP_D, QP_SIG, QP_TAG, QP__COUNT };
+enum {
+    QP_E,
+    QP_C,
+    QP_CR,
+    QP_P,
+    QP_PL,
+    QP_UID,
+    QP_U,
+    QP_D,
+    QP_SIG,
+    QP_TAG,
+    QP_CLID,
+    QP_ORDER,
+    QP_PAYOUT,
+    QP_CP,
+    QP__COUNT
+};
 
-static const char *const param_names[QP__COUNT] = {"e", "c", "cr", "p", "pl", "uid", "u", "d", "sig", "tag"};
+static const char *const param_names[QP__COUNT] = {"e",   "c",   "cr",   "p",     "pl",            "uid", "u",
+                                                   "d",   "sig", "tag",  "clid",  "order", "payout_micros", "cp"};
 
 /* Index of the known parameter named @p n (length @p len), or -1. */
 static int param_index(const char *n, size_t len)
@@ -34,6 +51,8 @@ static int param_index(const char *n, size_t len)
             return QP_CR;
         if (n[0] == 'p' && n[1] == 'l')
             return QP_PL;
+        if (n[0] == 'c' && n[1] == 'p')
+            return QP_CP;
         return -1;
     case 3:
         if (memcmp(n, "uid", 3) == 0)
@@ -43,6 +62,12 @@ static int param_index(const char *n, size_t len)
         if (memcmp(n, "tag", 3) == 0)
             return QP_TAG;
         return -1;
+    case 4:
+        return memcmp(n, "clid", 4) == 0 ? QP_CLID : -1;
+    case 5:
+        return memcmp(n, "order", 5) == 0 ? QP_ORDER : -1;
+    case 13:
+        return memcmp(n, "payout_micros", 13) == 0 ? QP_PAYOUT : -1;
     }
     return -1;
 }
@@ -126,8 +151,9 @@ at_reject_t col_query_parse(const char *q, size_t len, at_event_t *ev, col_query
                             at_err_t *err)
 {
     /* Where each parameter's decoded value goes, in QP_ order. */
-    at_str_t *const slot[QP__COUNT] = {&out->e,  &ev->c, &ev->cr, &ev->p,    &ev->pl,
-                                       &ev->uid, &ev->u, &ev->d,  &out->sig, &ev->tag};
+    at_str_t *const slot[QP__COUNT] = {&out->e,  &ev->c,   &ev->cr,    &ev->p,   &ev->pl,
+                                       &ev->uid, &ev->u,   &ev->d,     &out->sig, &ev->tag,
+                                       &ev->clid, &ev->order, &ev->payout_micros, &out->cp};
     at_reject_t rej = AT_REJ_NONE;
     unsigned seen = 0;
     size_t used = 0;
@@ -180,4 +206,64 @@ at_reject_t col_query_parse(const char *q, size_t len, at_event_t *ev, col_query
     if (out->e.p != NULL)
         ev->type = at_event_type_parse(out->e.p, out->e.len);
     return rej;
+}
+
+void col_conv_campaign(at_event_t *ev)
+{
+    at_str_t c;
+    if (ev->type == AT_EV_CONV && at_clid_split(ev->clid, NULL, &c))
+        ev->c = c;
+}
+
+bool col_click_param_valid(at_str_t name)
+{
+    if (name.len == 0 || name.len > COL_CLICK_PARAM_MAX)
+        return false;
+    for (size_t i = 0; i < name.len; i++) {
+        char ch = name.p[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+              ch == '-' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+size_t col_click_signed_message(at_str_t d, at_str_t cp, char *out, size_t cap)
+{
+    size_t n = d.len + (cp.len > 0 ? 1 + cp.len : 0);
+    if (n > cap)
+        return SIZE_MAX;
+    memcpy(out, d.p, d.len);
+    if (cp.len > 0) {
+        out[d.len] = '\n';
+        memcpy(out + d.len + 1, cp.p, cp.len);
+    }
+    return n;
+}
+
+size_t col_click_location(at_str_t d, at_str_t param, const char *clid, char *out, size_t cap)
+{
+    size_t clen = strlen(clid);
+    size_t n = d.len + 1 + param.len + 1 + clen;
+    if (n > cap)
+        return SIZE_MAX;
+    /* Before the fragment: "https://a.example/p?x=1#top" -> "...?x=1&adt_clid=...#top". */
+    const char *hash = memchr(d.p, '#', d.len);
+    size_t base = hash != NULL ? (size_t)(hash - d.p) : d.len;
+    const char *q = memchr(d.p, '?', base);
+    size_t o = 0;
+    memcpy(out, d.p, base);
+    o = base;
+    if (q == NULL)
+        out[o++] = '?';
+    else if (base > 0 && d.p[base - 1] != '?' && d.p[base - 1] != '&')
+        out[o++] = '&';
+    memcpy(out + o, param.p, param.len);
+    o += param.len;
+    out[o++] = '=';
+    memcpy(out + o, clid, clen);
+    o += clen;
+    memcpy(out + o, d.p + base, d.len - base);
+    o += d.len - base;
+    return o;
 }

@@ -36,6 +36,7 @@ static const char *const src_names[] = {
     [AT_SRC_PIXEL] = "pixel",
     [AT_SRC_CLICK] = "click",
     [AT_SRC_BEACON] = "beacon",
+    [AT_SRC_POSTBACK] = "postback",
 };
 
 static const char *const reject_names[AT_REJ__COUNT] = {
@@ -54,6 +55,7 @@ static const char *const reject_names[AT_REJ__COUNT] = {
     [AT_REJ_DUPLICATE] = "duplicate_event",
     [AT_REJ_BOT] = "bot",
     [AT_REJ_BUDGET_EXHAUSTED] = "budget_exhausted",
+    [AT_REJ_DUPLICATE_ORDER] = "duplicate_order",
 };
 
 const char *at_event_type_str(at_event_type_t t)
@@ -290,6 +292,52 @@ static at_reject_t check_url(const char *name, const at_str_t *s, at_err_t *err)
 
 static const char type_rule[] = "expected one of imp, view, click, conv";
 
+bool at_clid_split(at_str_t clid, at_uuid_t *click_id, at_str_t *c)
+{
+    at_uuid_t id;
+    if (clid.len < AT_UUID_STR_LEN + 2 || clid.len > AT_EVENT_CLID_MAX || clid.p[AT_UUID_STR_LEN] != '.' ||
+        at_uuid_parse(clid.p, AT_UUID_STR_LEN, &id) != 0)
+        return false;
+    at_str_t camp = {clid.p + AT_UUID_STR_LEN + 1, clid.len - AT_UUID_STR_LEN - 1};
+    if (first_bad_char(&camp, CC_ID) < camp.len)
+        return false;
+    if (click_id != NULL)
+        *click_id = id;
+    if (c != NULL)
+        *c = camp;
+    return true;
+}
+
+/* clid, order, payout_micros: optional, and only the conversion reads them. */
+static at_reject_t check_conversion(const at_event_t *ev, at_err_t *err)
+{
+    at_reject_t r;
+    if (ev->clid.len > AT_EVENT_CLID_MAX) {
+        at_err_set(err, AT_ERR_INVALID, "clid: %zu bytes, longer than %d", ev->clid.len, AT_EVENT_CLID_MAX);
+        return AT_REJ_FIELD_TOO_LONG;
+    }
+    if (ev->clid.len > 0 && !at_clid_split(ev->clid, NULL, NULL)) {
+        at_err_set(err, AT_ERR_INVALID, "clid: expected <click id (UUID)>.<campaign id> as the click's redirect gave it");
+        return AT_REJ_INVALID_FIELD;
+    }
+    if ((r = check_ascii("order", &ev->order, AT_EVENT_ORDER_MAX, CC_UID,
+                         "printable ASCII without quotes or backslash", err)) != AT_REJ_NONE)
+        return r;
+    if (ev->payout_micros.len > AT_EVENT_PAYOUT_DIGITS) {
+        at_err_set(err, AT_ERR_INVALID, "payout_micros: %zu digits, more than %d", ev->payout_micros.len,
+                   AT_EVENT_PAYOUT_DIGITS);
+        return AT_REJ_FIELD_TOO_LONG;
+    }
+    for (size_t i = 0; i < ev->payout_micros.len; i++) {
+        if (ev->payout_micros.p[i] < '0' || ev->payout_micros.p[i] > '9') {
+            at_err_set(err, AT_ERR_INVALID,
+                       "payout_micros: invalid character at byte %zu; expected a non-negative integer in micros", i);
+            return AT_REJ_INVALID_FIELD;
+        }
+    }
+    return AT_REJ_NONE;
+}
+
 /* Copies up to 32 bytes of @p s into @p out (size >= 36) for quoting in a message, replacing
  * anything that is not plain printable ASCII, so a hostile value cannot garble the log. */
 static void quote_for_msg(const at_str_t *s, char *out, size_t outsize)
@@ -358,7 +406,7 @@ static at_reject_t check_event(at_event_t *ev, const at_str_t *e_text, at_err_t 
     if ((r = check_ascii("ip", &ev->ip, AT_EVENT_IP_MAX, CC_IP, "a textual IPv4 or IPv6 address [0-9A-Fa-f.:]",
                          err)) != AT_REJ_NONE)
         return r;
-    return AT_REJ_NONE;
+    return check_conversion(ev, err);
 }
 
 at_reject_t at_event_check(at_event_t *ev, at_err_t *err)
@@ -389,6 +437,8 @@ static const struct {
     {"pl", offsetof(at_event_t, pl)},   {"uid", offsetof(at_event_t, uid)}, {"u", offsetof(at_event_t, u)},
     {"ref", offsetof(at_event_t, ref)}, {"ua", offsetof(at_event_t, ua)},   {"ip", offsetof(at_event_t, ip)},
     {"d", offsetof(at_event_t, d)},     {"tag", offsetof(at_event_t, tag)},
+    {"clid", offsetof(at_event_t, clid)}, {"order", offsetof(at_event_t, order)},
+    {"payout_micros", offsetof(at_event_t, payout_micros)},
 };
 
 static const at_str_t *field_at(const at_event_t *ev, size_t i)
@@ -644,7 +694,7 @@ static int parse_fields(const bson_t *doc, at_event_parsed_t *out, at_err_t *err
             } else if (f == PF_SRC) {
                 int src = src_parse(s, n);
                 if (src < 0)
-                    return at_err_set(err, AT_ERR_RANGE, "src: expected one of pixel, click, beacon");
+                    return at_err_set(err, AT_ERR_RANGE, "src: expected one of pixel, click, beacon, postback");
                 ev->src = (at_event_src_t)src;
                 have_src = true;
             } else {
@@ -796,7 +846,7 @@ static bool key_is(const char *k, size_t kn, const char *name)
 }
 
 /* Index of an envelope key, the same as parse_field_index() gives (PF_STR0 + the position
- * in str_fields: c cr p pl uid u ref ua ip d tag), or -1. Decided by length and bytes: this
+ * in str_fields: c cr p pl uid u ref ua ip d tag clid order payout_micros), or -1. Decided by length and bytes: this
  * runs for every key of every event. The differential test of the two readers would catch
  * a mapping that drifted from str_fields. */
 static int fast_field_index(const char *k, size_t kn)
@@ -834,6 +884,12 @@ static int fast_field_index(const char *k, size_t kn)
         if (memcmp(k, "tag", 3) == 0)
             return PF_STR0 + 10;
         return -1;
+    case 4:
+        return memcmp(k, "clid", 4) == 0 ? PF_STR0 + 11 : -1;
+    case 5:
+        return memcmp(k, "order", 5) == 0 ? PF_STR0 + 12 : -1;
+    case 13:
+        return memcmp(k, "payout_micros", 13) == 0 ? PF_STR0 + 13 : -1;
     default:
         return -1;
     }

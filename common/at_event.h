@@ -28,6 +28,12 @@
 #define AT_EVENT_TAG_MAX 128  /* tag: opaque client tag (the load tester's run id and sequence) */
 #define AT_EVENT_IP_MAX 45    /* textual IPv6 */
 #define AT_EVENT_RAW_MAX 2048 /* "raw" in a rejected event */
+/* Conversions (docs/REPORTS.md "Attribution"). A click id is "<click event id>.<campaign>":
+ * the UUIDv7 of the click event, a dot, and the click's campaign id, so a conversion that
+ * carries only the click id still has a campaign (its Kafka key, the click's partition). */
+#define AT_EVENT_CLID_MAX (36 + 1 + AT_EVENT_ID_MAX) /* clid: [A-Za-z0-9._:-] */
+#define AT_EVENT_ORDER_MAX 128                       /* order: printable ASCII, no quotes or backslash */
+#define AT_EVENT_PAYOUT_DIGITS 13                    /* payout_micros: decimal digits, at most 10^13 - 1 */
 
 typedef enum at_event_type_e {
     AT_EV_NONE = 0, /* not given / not recognised */
@@ -37,7 +43,7 @@ typedef enum at_event_type_e {
     AT_EV_CONV,
 } at_event_type_t;
 
-typedef enum at_event_src_e { AT_SRC_PIXEL = 0, AT_SRC_CLICK, AT_SRC_BEACON } at_event_src_t;
+typedef enum at_event_src_e { AT_SRC_PIXEL = 0, AT_SRC_CLICK, AT_SRC_BEACON, AT_SRC_POSTBACK } at_event_src_t;
 
 /* Stable reason codes for rejected events. The string forms are part of the public
  * interface (rejected topic and collection, metrics labels). */
@@ -59,6 +65,7 @@ typedef enum at_reject_e {
     AT_REJ_DUPLICATE,          /* "duplicate_event" */
     AT_REJ_BOT,                /* "bot" */
     AT_REJ_BUDGET_EXHAUSTED,   /* "budget_exhausted" */
+    AT_REJ_DUPLICATE_ORDER,    /* "duplicate_order": a conversion whose (advertiser, order) was seen */
     AT_REJ__COUNT
 } at_reject_t;
 
@@ -81,16 +88,24 @@ typedef struct at_event_s {
     at_event_type_t type;
     at_event_src_t src;
     at_str_t c, cr, p, pl, uid, u, ref, ua, ip, d, tag;
+    /* Conversions only: the click id (AT_EVENT_CLID_MAX), the advertiser's order id and the
+     * payout in micros as decimal digits (a string, so the envelope stays all strings). */
+    at_str_t clid, order, payout_micros;
 } at_event_t;
 
 /* Static names: "imp", "view", "click", "conv"; "" for AT_EV_NONE. */
 const char *at_event_type_str(at_event_type_t t);
 /* Parses a type name; AT_EV_NONE when unknown. */
 at_event_type_t at_event_type_parse(const char *s, size_t len);
-/* "pixel", "click", "beacon" */
+/* "pixel", "click", "beacon", "postback" */
 const char *at_event_src_str(at_event_src_t s);
 /* Stable reason code string, e.g. "missing_field". */
 const char *at_reject_str(at_reject_t r);
+
+/* Splits a click id "<uuid>.<campaign>" (see AT_EVENT_CLID_MAX): true with the click
+ * event's id in @p click_id (may be NULL) and the campaign view in @p c (may be NULL) when
+ * @p clid has that form; false otherwise. */
+bool at_clid_split(at_str_t clid, at_uuid_t *click_id, at_str_t *c);
 
 /*
  * Checks a filled event against the envelope rules (required c and a known type; field

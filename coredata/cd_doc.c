@@ -233,6 +233,8 @@ typedef enum field_rule_e {
     R_DESTINATIONS,
     R_DOMAIN,
     R_VERSION,
+    R_CLICK_PARAM, /* 1..32 of [A-Za-z0-9_.-]: the destination's click-id parameter */
+    R_LOOKBACK,    /* integer days, 1..90 */
 } field_rule_t;
 
 typedef struct field_def_s {
@@ -258,6 +260,10 @@ static const field_def_t campaign_fields[] = {
     {"price_micros", R_PRICE, true, "an integer from 0 to 10^12"},
     {"publishers", R_PUBLISHERS, false, "an array of at most 1000 distinct publisher ids"},
     {"destinations", R_DESTINATIONS, false, "an array of at most 100 http:// or https:// URLs"},
+    {"click_param", R_CLICK_PARAM, false,
+     "1 to 32 characters from A-Z a-z 0-9 _ . - (the landing page's click-id parameter; default adt_clid)"},
+    {"lookback_days", R_LOOKBACK, false, "an integer from 1 to 90 (days a click can win a conversion; default 30)"},
+    {"payout_micros", R_PRICE, false, "an integer from 0 to 10^12 (a conversion's payout when it names none)"},
     {"version", R_VERSION, false, "a non-negative integer: the version you last read"},
 };
 
@@ -269,7 +275,7 @@ static const field_def_t publisher_fields[] = {
     {"version", R_VERSION, false, "a non-negative integer: the version you last read"},
 };
 
-#define MAX_FIELDS 16
+#define MAX_FIELDS 20
 
 static bool is_int(const bson_iter_t *it)
 {
@@ -344,6 +350,23 @@ static bool check_field(const field_def_t *f, const bson_iter_t *it, const char 
         if (!get_str(it, &s, &len) || !domain_valid(s, len))
             goto bad;
         bson_append_utf8(out, f->name, -1, s, (int)len);
+        return true;
+    case R_CLICK_PARAM: {
+        if (!get_str(it, &s, &len) || len < 1 || len > 32)
+            goto bad;
+        for (uint32_t i = 0; i < len; i++) {
+            char ch = s[i];
+            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                  ch == '.' || ch == '-'))
+                goto bad;
+        }
+        bson_append_utf8(out, f->name, -1, s, (int)len);
+        return true;
+    }
+    case R_LOOKBACK:
+        if (!is_int(it) || bson_iter_as_int64(it) < 1 || bson_iter_as_int64(it) > 90)
+            goto bad;
+        bson_append_int64(out, f->name, -1, bson_iter_as_int64(it));
         return true;
     case R_VERSION:
         if (!is_int(it) || bson_iter_as_int64(it) < 0 || bson_iter_as_int64(it) > CD_VERSION_MAX)

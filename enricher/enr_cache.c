@@ -303,6 +303,14 @@ enr_campaign_t *enr_campaign_from_bson(const bson_t *doc, at_err_t *err)
             if (!iter_int64(&it, &cp->price_micros) || cp->price_micros < 0)
                 FAIL("campaign price_micros: expected an integer >= 0");
             have_price = true;
+        } else if (strcmp(k, "lookback_days") == 0) {
+            int64_t d;
+            if (!iter_int64(&it, &d) || d < 1 || d > ENR_LOOKBACK_DAYS_MAX)
+                FAIL("campaign lookback_days: expected an integer from 1 to %d", ENR_LOOKBACK_DAYS_MAX);
+            cp->lookback_days = (int)d;
+        } else if (strcmp(k, "payout_micros") == 0) {
+            if (!iter_int64(&it, &cp->payout_micros) || cp->payout_micros < 0)
+                FAIL("campaign payout_micros: expected an integer >= 0");
         } else if (strcmp(k, "pricing") == 0) {
             uint32_t n = 0;
             const char *s = utf8 ? bson_iter_utf8(&it, &n) : "";
@@ -332,6 +340,8 @@ enr_campaign_t *enr_campaign_from_bson(const bson_t *doc, at_err_t *err)
             }
         }
     }
+    if (cp->lookback_days == 0)
+        cp->lookback_days = ENR_LOOKBACK_DAYS_DEFAULT;
     if (!have_status)
         FAIL("campaign status: missing");
     if (!have_start || !have_end)

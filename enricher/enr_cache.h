@@ -43,7 +43,12 @@ typedef struct enr_campaign_s {
     int64_t price_micros;    /* per 1000 impressions (cpm) or per click (cpc) */
     char **publishers;       /* allowed publisher ids; none = any known, active publisher */
     size_t npublishers;
+    int lookback_days;       /* conversions: a click counts this long after it; default 30 */
+    int64_t payout_micros;   /* conversions: payout when the conversion names none; default 0 */
 } enr_campaign_t;
+
+#define ENR_LOOKBACK_DAYS_DEFAULT 30
+#define ENR_LOOKBACK_DAYS_MAX 90
 
 typedef struct enr_publisher_s {
     char *name;

@@ -46,6 +46,15 @@ at_reject_t enr_validate(const at_event_t *ev, const enr_entry_t *ce, const enr_
         return reject(v, AT_REJ_UNKNOWN_CAMPAIGN, "c: campaign '%.*s' %s", cl, ev->c.p,
                       ce != NULL && ce->deleted ? "was deleted" : "is not known");
     const enr_campaign_t *cp = ce->u.campaign;
+    if (ev->type == AT_EV_CONV) {
+        /* A conversion is the late effect of a click the rules already admitted: it counts
+         * after the flight, while paused, and after the budget ran out, and it has no
+         * publisher of its own (the click's is copied in). A server's postback is not a
+         * browser, so the bot patterns do not apply to it. */
+        if (ua->bot && ev->src != AT_SRC_POSTBACK)
+            return reject(v, AT_REJ_BOT, "ua: matches a bot pattern");
+        return AT_REJ_NONE;
+    }
     if (!cp->active)
         return reject(v, AT_REJ_CAMPAIGN_INACTIVE, "c: campaign '%.*s' is paused", cl, ev->c.p);
     if (ev->ts_ms < cp->start_ms || ev->ts_ms >= cp->end_ms)
@@ -72,6 +81,27 @@ at_reject_t enr_validate(const at_event_t *ev, const enr_entry_t *ce, const enr_
     v->chargeable = v->price_micros > 0;
     if (!v->chargeable && ce->exhausted)
         return reject(v, AT_REJ_BUDGET_EXHAUSTED, "c: the budget of campaign '%.*s' is exhausted", cl, ev->c.p);
+    return AT_REJ_NONE;
+}
+
+at_reject_t enr_conversion_apply(at_event_t *ev, const enr_campaign_t *cp, const enr_attrib_op_t *op,
+                                 enr_verdict_t *v)
+{
+    v->attribution = op->result;
+    v->payout_micros = 0;
+    if (op->result == ENR_ATTR_DUPLICATE)
+        return reject(v, AT_REJ_DUPLICATE_ORDER, "order: '%.*s' was already converted for advertiser '%s'",
+                      (int)AT_MIN(ev->order.len, 128), ev->order.p, cp->advertiser);
+    if (op->result != ENR_ATTR_ATTRIBUTED)
+        return AT_REJ_NONE;
+    ev->cr = op->click_cr;
+    ev->p = op->click_p;
+    ev->pl = op->click_pl;
+    v->click_ts_ms = op->click_ts_ms;
+    int64_t payout = 0;
+    for (size_t i = 0; i < ev->payout_micros.len; i++) /* digits only, at most 13: at_event_check */
+        payout = payout * 10 + (ev->payout_micros.p[i] - '0');
+    v->payout_micros = ev->payout_micros.len > 0 ? payout : cp->payout_micros;
     return AT_REJ_NONE;
 }
 
@@ -162,13 +192,25 @@ void enr_doc_event_libbson(bson_t *out, const at_event_t *ev, const enr_campaign
         BSON_APPEND_UTF8(out, "ip", ip);
     put_str(out, "d", ev->d);
     put_str(out, "tag", ev->tag);
+    bool conv = ev->type == AT_EV_CONV;
+    if (conv) {
+        put_str(out, "clid", ev->clid);
+        put_str(out, "order", ev->order);
+    }
     BSON_APPEND_UTF8(out, "advertiser", cp->advertiser);
     BSON_APPEND_UTF8(out, "advertiser_name", cp->advertiser_name);
     BSON_APPEND_UTF8(out, "campaign_name", cp->name);
-    BSON_APPEND_UTF8(out, "publisher_name", pb->name);
+    if (pb != NULL)
+        BSON_APPEND_UTF8(out, "publisher_name", pb->name);
     BSON_APPEND_INT64(out, "price_micros", v->price_micros);
     BSON_APPEND_UTF8(out, "ua_family", enr_ua_family_str(v->ua.family));
     BSON_APPEND_UTF8(out, "device", enr_device_str(v->ua.device));
+    if (conv) {
+        BSON_APPEND_UTF8(out, "attribution", enr_attrib_str(v->attribution));
+        BSON_APPEND_INT64(out, "payout_micros", v->payout_micros);
+        if (v->attribution == ENR_ATTR_ATTRIBUTED)
+            BSON_APPEND_DATE_TIME(out, "click_ts", v->click_ts_ms);
+    }
 }
 
 /*
@@ -240,6 +282,12 @@ void enr_doc_event(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, 
     uint8_t buf[DOC_BUF];
     rawdoc_t d = {buf, 4, sizeof(buf), true}; /* 4: the length, written last */
     char id[AT_UUID_STR_LEN + 1], ip[46];
+
+    if (ev->type == AT_EV_CONV || pb == NULL) {
+        /* Conversions are few and carry more fields: libbson's appends build them. */
+        enr_doc_event_libbson(out, ev, cp, pb, v);
+        return;
+    }
 
     at_uuid_format(&ev->id, id);
     raw_utf8(&d, "_id", id, AT_UUID_STR_LEN);
@@ -368,11 +416,13 @@ int enr_doc_event_json(char **buf, size_t *cap, size_t *used, const at_event_t *
     f[nf++] = FC("advertiser", cp->advertiser, false);
     f[nf++] = FC("advertiser_name", cp->advertiser_name, false);
     f[nf++] = FC("campaign_name", cp->name, false);
-    f[nf++] = FC("publisher_name", pb->name, false);
+    if (pb != NULL)
+        f[nf++] = FC("publisher_name", pb->name, false);
 #undef F
 #undef FC
 
-    bool direct = ev->ts_ms >= 0 && ev->ts_ms <= AT_JSON_DATE_MAX;
+    /* Conversions (and documents without a publisher) go through the BSON route. */
+    bool direct = ev->ts_ms >= 0 && ev->ts_ms <= AT_JSON_DATE_MAX && ev->type != AT_EV_CONV && pb != NULL;
     size_t need = 256; /* _id, v, ts, price_micros, ua_family, device, braces */
     for (size_t i = 0; direct && i < nf; i++) {
         direct = f[i].plain || at_json_utf8_ok(f[i].s, f[i].n);

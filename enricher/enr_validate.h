@@ -16,6 +16,7 @@
 #include <bson/bson.h>
 
 #include "at_event.h"
+#include "enr_attrib.h"
 #include "enr_cache.h"
 #include "enr_ua.h"
 
@@ -28,6 +29,11 @@ typedef struct enr_verdict_s {
     int64_t budget_micros;        /* the campaign's budget, for the charge script */
     bool chargeable;              /* price_micros > 0: goes through the budget script */
     enr_ua_info_t ua;
+    /* Conversions (enr_conversion_apply): what attribution found, the payout counted (0
+     * unless attributed) and the winning click's ts. */
+    enr_attrib_t attribution;
+    int64_t payout_micros;
+    int64_t click_ts_ms;
 } enr_verdict_t;
 
 /*
@@ -49,6 +55,17 @@ int64_t enr_price_micros(const enr_campaign_t *cp, at_event_type_t type);
 at_reject_t enr_validate(const at_event_t *ev, const enr_entry_t *ce, const enr_entry_t *pe,
                          const enr_ua_info_t *ua, enr_verdict_t *v);
 
+/*
+ * Conversions: the worker's attribution answer @p op for the valid conversion @p ev of
+ * campaign @p cp, applied. A duplicate order becomes the rejection duplicate_order. An
+ * attributed conversion takes the click's cr, p and pl (c is the click's already: the
+ * clid names it) and is priced: its own payout_micros, else the campaign's. Any other
+ * conversion is kept with its attribution and a payout of 0. Returns v->reason.
+ * The views set in @p ev point into @p op, which must outlive the event's use.
+ */
+at_reject_t enr_conversion_apply(at_event_t *ev, const enr_campaign_t *cp, const enr_attrib_op_t *op,
+                                 enr_verdict_t *v);
+
 /* Writes the anonymised form of @p ip (IPv4 to /24, IPv6 to /48) into @p out (46 bytes).
  * Returns 0, or -1 for text that is not an IP address (the field is then dropped). */
 int enr_ip_anonymize(const char *ip, size_t len, char out[46]);
@@ -57,7 +74,9 @@ int enr_ip_anonymize(const char *ip, size_t len, char out[46]);
  * Appends the enriched event to @p out (an initialised, empty bson): "_id" = event id,
  * the envelope fields (v, ts, e, src, c, cr, p, pl, uid, u, ref, ua, ip anonymised, d, tag),
  * then advertiser, advertiser_name, campaign_name, publisher_name, price_micros, ua_family,
- * device. @p cp and @p pb must be the entries' documents.
+ * device. @p cp and @p pb must be the entries' documents; @p pb may be NULL for a conversion
+ * (publisher_name is then left out). A conversion also gets clid, order (after tag), and
+ * attribution, payout_micros and, when attributed, click_ts (at the end).
  */
 void enr_doc_event(bson_t *out, const at_event_t *ev, const enr_campaign_t *cp, const enr_publisher_t *pb,
                    const enr_verdict_t *v);

@@ -28,6 +28,7 @@
 
 #include "at_kafka.h"
 #include "at_log.h"
+#include "enr_attrib.h"
 #include "enr_budget.h"
 #include "enr_redis.h"
 #include "enr_validate.h"
@@ -51,6 +52,9 @@ typedef struct item_s {
     bool has_doc, doc_is_event;
     bool has_line;          /* valid event rendered as its sink line: lines[line_off, +line_len) */
     size_t line_off, line_len;
+    int attr;               /* click or conversion: index into attr, or -1 (per attempt) */
+    at_str_t orig_cr, orig_p, orig_pl; /* a conversion's own, restored each attempt: attribution
+                                        * points its fields at the click's */
 } item_t;
 
 /* An index over up to N keys (open addressing on a caller-computed hash); stores
@@ -83,6 +87,8 @@ typedef struct worker_s {
 
     enr_fetch_t *fetch;
     enr_charge_t *charges;
+    enr_attrib_op_t *attr;          /* clicks and conversions of the batch (enr_attrib.h) */
+    size_t nattr;
     enr_stat_t *stats;
     size_t nfetch, ncharges, nstats;
     imap_t fetch_map, stat_map, dup_map;
@@ -510,6 +516,9 @@ static void prepare(worker_t *w)
             continue;
         }
         it->parsed = true;
+        it->orig_cr = it->pe.ev.cr;
+        it->orig_p = it->pe.ev.p;
+        it->orig_pl = it->pe.ev.pl;
         at_uuid_format(&it->pe.ev.id, it->id);
         at_reject_t r = at_event_check(&it->pe.ev, &err);
         if (r != AT_REJ_NONE) {
@@ -617,7 +626,73 @@ static void redis_failed(worker_t *w)
 static bool counts_for_campaign(at_reject_t r)
 {
     return r == AT_REJ_NONE || r == AT_REJ_CAMPAIGN_INACTIVE || r == AT_REJ_UNKNOWN_PUBLISHER ||
-           r == AT_REJ_PUBLISHER_NOT_ALLOWED || r == AT_REJ_BOT || r == AT_REJ_BUDGET_EXHAUSTED;
+           r == AT_REJ_PUBLISHER_NOT_ALLOWED || r == AT_REJ_BOT || r == AT_REJ_BUDGET_EXHAUSTED ||
+           r == AT_REJ_DUPLICATE_ORDER;
+}
+
+/*
+ * 1b. Attribution (enr_attrib.h): valid clicks record themselves and valid conversions look
+ * their click and order up, in batch order, in one script call. A click or conversion is
+ * judged here by the same rules as in step 2, so only a click that will be stored is
+ * recorded (one later refused by the budget script still is: docs/REPORTS.md).
+ */
+static int attribute(worker_t *w, at_err_t *err)
+{
+    enr_server_t *srv = w->srv;
+    w->nattr = 0;
+    enr_cache_rdlock(srv->cache);
+    for (size_t i = 0; i < w->nitems; i++) {
+        item_t *it = &w->items[i];
+        it->attr = -1;
+        if (it->env_reason != AT_REJ_NONE)
+            continue;
+        at_event_t *ev = &it->pe.ev;
+        if (ev->type != AT_EV_CLICK && ev->type != AT_EV_CONV)
+            continue;
+        if (ev->type == AT_EV_CONV) {
+            ev->cr = it->orig_cr;
+            ev->p = it->orig_p;
+            ev->pl = it->orig_pl;
+        }
+        const enr_entry_t *ce = enr_cache_get(srv->cache, ENR_CAMPAIGN, ev->c.p, ev->c.len);
+        const enr_entry_t *pe = ev->p.len > 0 ? enr_cache_get(srv->cache, ENR_PUBLISHER, ev->p.p, ev->p.len) : NULL;
+        enr_ua_info_t ua;
+        enr_verdict_t v;
+        enr_ua_cache_classify(w->ua_cache, ev->ua.p, ev->ua.len, &ua);
+        if (enr_validate(ev, ce, pe, &ua, &v) != AT_REJ_NONE)
+            continue;
+        const enr_campaign_t *cp = ce->u.campaign;
+        enr_attrib_op_t *op = &w->attr[w->nattr];
+        memset(op, 0, sizeof(*op));
+        op->is_conv = ev->type == AT_EV_CONV;
+        op->id = ev->id;
+        op->ts_ms = ev->ts_ms;
+        op->c = ev->c;
+        op->ttl_s = (int64_t)cp->lookback_days * 86400 + 86400; /* a day for late processing */
+        if (op->is_conv) {
+            op->has_click = at_clid_split(ev->clid, &op->click_id, NULL);
+            snprintf(op->advertiser, sizeof(op->advertiser), "%s", cp->advertiser);
+            op->order = ev->order;
+            op->lookback_ms = (int64_t)cp->lookback_days * 86400000;
+        } else {
+            op->cr = ev->cr;
+            op->p = ev->p;
+            op->pl = ev->pl;
+        }
+        it->attr = (int)w->nattr++;
+    }
+    enr_cache_unlock(srv->cache);
+    if (w->nattr == 0)
+        return 0;
+    if (ensure_redis(w, err) != 0)
+        return -1;
+    uint64_t ncmds = 0;
+    int rc = enr_attrib_run(w->rc, w->attr, w->nattr, &ncmds, err);
+    at_counter_add(srv->stats.redis_commands, ncmds);
+    if (rc != 0)
+        return -1;
+    atomic_store(&srv->redis_ok, true);
+    return 0;
 }
 
 static const char *type_field(at_event_type_t t)
@@ -657,6 +732,9 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
         atomic_store(&srv->redis_ok, true);
     }
 
+    if (attribute(w, err) != 0)
+        return -1;
+
     /* 2. Validation and the enriched documents, under the cache read lock (no I/O). */
     w->ncharges = 0;
     w->nstats = 0;
@@ -678,11 +756,20 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
         enr_ua_info_t ua;
         enr_ua_cache_classify(w->ua_cache, ev->ua.p, ev->ua.len, &ua);
         enr_validate(ev, ce, pe, &ua, &it->v);
+        if (it->v.reason == AT_REJ_NONE && ev->type == AT_EV_CONV) {
+            if (it->attr < 0) {
+                /* Core data changed between step 1b and here: judge the batch again. */
+                enr_cache_unlock(srv->cache);
+                return at_err_set(err, AT_ERR_UNAVAILABLE, "event %s: its campaign changed during the batch", it->id);
+            }
+            enr_conversion_apply(&it->pe.ev, ce->u.campaign, &w->attr[it->attr], &it->v);
+            pe = NULL; /* a conversion's publisher is the click's: no publisher_name */
+        }
         if (it->v.reason == AT_REJ_NONE) {
             if (w->use_lines) {
                 size_t off = w->lused;
                 if (enr_doc_event_json(&w->lbuf, &w->lcap, &w->lused, ev, it->pe.plain, ce->u.campaign,
-                                       pe->u.publisher, &it->v) !=
+                                       pe != NULL ? pe->u.publisher : NULL, &it->v) !=
                     0) {
                     enr_cache_unlock(srv->cache);
                     return at_err_set(err, AT_ERR_NOMEM, "event %s: cannot write its document as JSON", it->id);
@@ -692,7 +779,7 @@ static int validate_and_charge(worker_t *w, at_err_t *err)
                 it->line_len = w->lused - off;
             } else {
                 bson_init(&it->doc);
-                enr_doc_event(&it->doc, ev, ce->u.campaign, pe->u.publisher, &it->v);
+                enr_doc_event(&it->doc, ev, ce->u.campaign, pe != NULL ? pe->u.publisher : NULL, &it->v);
                 it->has_doc = it->doc_is_event = true;
             }
             if (it->v.chargeable) {
@@ -1000,13 +1087,14 @@ static int worker_init(worker_t *w, enr_server_t *srv, at_err_t *err)
     size_t bs = (size_t)conf->batch_size;
     w->fetch = calloc(bs * 2 + 1, sizeof(*w->fetch));
     w->charges = calloc(bs + 1, sizeof(*w->charges));
+    w->attr = calloc(bs + 1, sizeof(*w->attr));
     w->stats = calloc(bs * 3 + 1, sizeof(*w->stats)); /* events + rejected + rejected:<reason> */
     w->events = calloc(bs + 1, sizeof(*w->events));
     w->lines = calloc(bs + 1, sizeof(*w->lines));
     w->use_lines = enr_sink_takes_lines(srv->sink);
     w->rejected = calloc(bs + 1, sizeof(*w->rejected));
     w->ua_cache = enr_ua_cache_new(srv->ua, 1024);
-    if (w->fetch == NULL || w->charges == NULL || w->stats == NULL || w->events == NULL || w->rejected == NULL ||
+    if (w->fetch == NULL || w->charges == NULL || w->attr == NULL || w->stats == NULL || w->events == NULL || w->rejected == NULL ||
         w->lines == NULL || w->ua_cache == NULL)
         return at_err_set(err, AT_ERR_NOMEM, "worker: out of memory");
 
@@ -1094,6 +1182,7 @@ static void worker_fini(worker_t *w)
     free(w->overflow);
     free(w->fetch);
     free(w->charges);
+    free(w->attr);
     free(w->stats);
     free(w->events);
     free(w->lines);
