@@ -109,8 +109,8 @@ int enr_attrib_run(redisContext *rc, enr_attrib_op_t *ops, size_t nops, uint64_t
     size_t nargs = 4 + nops * 9;
     const char **argv = malloc(nargs * sizeof(*argv));
     size_t *lens = malloc(nargs * sizeof(*lens));
-    /* Per operation: two UUIDs and three integers as text. */
-    char *text = malloc(nops * (2 * (AT_UUID_STR_LEN + 1) + 3 * 24));
+    /* At most two UUIDs and three integers per operation, and the count, as text. */
+    char *text = malloc(24 + nops * (2 * (AT_UUID_STR_LEN + 1) + 3 * 24));
     redisReply *r = NULL;
     int ret = -1;
     if (argv == NULL || lens == NULL || text == NULL) {

@@ -341,6 +341,105 @@ static void test_col_percent_decode__cases(void **state)
     assert_int_equal(bad, 0);
 }
 
+
+/* Conversions: clid, order, payout_micros; the clid's campaign becomes c. */
+static void test_col_query_parse__conversion_params(void **state)
+{
+    (void)state;
+    at_event_t ev;
+    col_query_t q;
+    char *buf;
+    at_err_t err = {AT_OK, ""};
+    at_reject_t r = parse("e=conv&clid=0190a000-0000-7000-8000-0000000000c1.camp-1&order=A%2017&payout_micros=2500000"
+                          "&c=other",
+                          &ev, &q, &buf, &err);
+    assert_int_equal(r, AT_REJ_NONE);
+    assert_int_equal(ev.type, AT_EV_CONV);
+    assert_str(ev.clid, "0190a000-0000-7000-8000-0000000000c1.camp-1");
+    assert_str(ev.order, "A 17");
+    assert_str(ev.payout_micros, "2500000");
+    assert_str(ev.c, "other");
+    col_conv_campaign(&ev); /* the click's campaign wins */
+    assert_str(ev.c, "camp-1");
+    assert_int_equal(at_event_check_e(&ev, q.e, &err), AT_REJ_NONE);
+    free(buf);
+
+    /* Without c, the clid gives the campaign; with neither, c is missing. */
+    parse("e=conv&clid=0190a000-0000-7000-8000-0000000000c1.camp-2", &ev, &q, &buf, &err);
+    col_conv_campaign(&ev);
+    assert_str(ev.c, "camp-2");
+    free(buf);
+    parse("e=conv&order=1", &ev, &q, &buf, &err);
+    col_conv_campaign(&ev);
+    assert_int_equal(at_event_check_e(&ev, q.e, &err), AT_REJ_MISSING_FIELD);
+    free(buf);
+    /* A malformed clid is rejected naming it, and gives no campaign. */
+    parse("e=conv&c=camp-1&clid=not-a-click-id", &ev, &q, &buf, &err);
+    col_conv_campaign(&ev);
+    assert_str(ev.c, "camp-1");
+    assert_int_equal(at_event_check_e(&ev, q.e, &err), AT_REJ_INVALID_FIELD);
+    assert_non_null(strstr(err.msg, "clid:"));
+    free(buf);
+    parse("e=conv&c=camp-1&payout_micros=12x", &ev, &q, &buf, &err);
+    assert_int_equal(at_event_check_e(&ev, q.e, &err), AT_REJ_INVALID_FIELD);
+    assert_non_null(strstr(err.msg, "payout_micros:"));
+    free(buf);
+    parse("e=conv&c=camp-1&payout_micros=12345678901234", &ev, &q, &buf, &err);
+    assert_int_equal(at_event_check_e(&ev, q.e, &err), AT_REJ_FIELD_TOO_LONG);
+    free(buf);
+    parse("e=conv&c=camp-1&order=a%22b", &ev, &q, &buf, &err);
+    assert_int_equal(at_event_check_e(&ev, q.e, &err), AT_REJ_INVALID_FIELD);
+    assert_non_null(strstr(err.msg, "order:"));
+    free(buf);
+    /* cp is read for /c. */
+    parse("d=https%3A%2F%2Fa%2F&cp=gclid&sig=x", &ev, &q, &buf, &err);
+    assert_str(q.cp, "gclid");
+    free(buf);
+}
+
+static void test_col_click_location__query_and_fragment(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *d, *want;
+    } cases[] = {
+        {"https://shop.example/landing", "https://shop.example/landing?adt_clid=ID"},
+        {"https://shop.example/landing?x=1", "https://shop.example/landing?x=1&adt_clid=ID"},
+        {"https://shop.example/landing?", "https://shop.example/landing?adt_clid=ID"},
+        {"https://shop.example/landing?x=1&", "https://shop.example/landing?x=1&adt_clid=ID"},
+        {"https://shop.example/p#top", "https://shop.example/p?adt_clid=ID#top"},
+        {"https://shop.example/p?x=1#a?b", "https://shop.example/p?x=1&adt_clid=ID#a?b"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[256];
+        at_str_t d = {cases[i].d, strlen(cases[i].d)};
+        size_t n = col_click_location(d, AT_STR_LIT("adt_clid"), "ID", out, sizeof(out));
+        assert_int_equal(n, strlen(cases[i].want));
+        assert_memory_equal(out, cases[i].want, n);
+    }
+    char small[10];
+    assert_int_equal(col_click_location(AT_STR_LIT("https://a/"), AT_STR_LIT("p"), "ID", small, sizeof(small)),
+                     SIZE_MAX);
+}
+
+static void test_col_click_signed_message__and_param_names(void **state)
+{
+    (void)state;
+    char out[64];
+    size_t n = col_click_signed_message(AT_STR_LIT("https://a/"), (at_str_t){NULL, 0}, out, sizeof(out));
+    assert_int_equal(n, 10);
+    assert_memory_equal(out, "https://a/", 10);
+    n = col_click_signed_message(AT_STR_LIT("https://a/"), AT_STR_LIT("gclid"), out, sizeof(out));
+    assert_int_equal(n, 16);
+    assert_memory_equal(out, "https://a/\ngclid", 16);
+    assert_true(col_click_param_valid(AT_STR_LIT("adt_clid")));
+    assert_true(col_click_param_valid(AT_STR_LIT("a.b-c_9")));
+    assert_false(col_click_param_valid(AT_STR_LIT("")));
+    assert_false(col_click_param_valid(AT_STR_LIT("a=b")));
+    assert_false(col_click_param_valid(AT_STR_LIT("a&b")));
+    assert_false(col_click_param_valid(AT_STR_LIT("123456789012345678901234567890123")));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,6 +459,9 @@ int main(void)
         cmocka_unit_test(test_col_query_parse__bad_utf8_left_to_check),
         cmocka_unit_test(test_col_query_parse__small_buffer_never_overflows),
         cmocka_unit_test(test_col_percent_decode__cases),
+        cmocka_unit_test(test_col_query_parse__conversion_params),
+        cmocka_unit_test(test_col_click_location__query_and_fragment),
+        cmocka_unit_test(test_col_click_signed_message__and_param_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1141,9 +1141,58 @@ static void test_at_event_parse_json__fast_reader_agrees_with_libbson(void **sta
     bson_free(json);
 }
 
+
+/* A conversion envelope: clid, order and payout_micros survive the writer and both readers
+ * (the fast one and libbson's) alike; the postback source has its name. */
+static void test_at_event__conversion_fields_roundtrip(void **state)
+{
+    (void)state;
+    at_event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    at_uuid_parse(ID, strlen(ID), &ev.id);
+    ev.ts_ms = INT64_C(1795267622123);
+    ev.type = AT_EV_CONV;
+    ev.src = AT_SRC_POSTBACK;
+    ev.c = S("camp-1");
+    ev.clid = S("0190a000-0000-7000-8000-0000000000c1.camp-1");
+    ev.order = S("A-17 x");
+    ev.payout_micros = S("2500000");
+    at_err_t err = {AT_OK, ""};
+    assert_int_equal(at_event_check(&ev, &err), AT_REJ_NONE);
+    size_t len;
+    char *json = at_event_to_json(&ev, &len);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"src\" : \"postback\""));
+    for (int reader = 0; reader < 2; reader++) {
+        at_event_parsed_t pe;
+        int rc = reader == 0 ? at_event_parse_json(json, len, &pe, &err) : at_event_parse_json_libbson(json, len, &pe, &err);
+        assert_int_equal(rc, 0);
+        assert_int_equal(pe.ev.src, AT_SRC_POSTBACK);
+        assert_true(str_eq(pe.ev.clid, ev.clid));
+        assert_true(str_eq(pe.ev.order, ev.order));
+        assert_true(str_eq(pe.ev.payout_micros, ev.payout_micros));
+        at_event_parsed_free(&pe);
+    }
+    bson_free(json);
+
+    at_uuid_t click;
+    at_str_t c;
+    assert_true(at_clid_split(ev.clid, &click, &c));
+    assert_true(str_eq(c, S("camp-1")));
+    char cs[AT_UUID_STR_LEN + 1];
+    at_uuid_format(&click, cs);
+    assert_string_equal(cs, "0190a000-0000-7000-8000-0000000000c1");
+    assert_false(at_clid_split(S("0190a000-0000-7000-8000-0000000000c1"), NULL, NULL));  /* no campaign */
+    assert_false(at_clid_split(S("0190a000-0000-7000-8000-0000000000c1."), NULL, NULL)); /* empty campaign */
+    assert_false(at_clid_split(S("0190a000-0000-7000-8000-0000000000c1.a b"), NULL, NULL));
+    assert_false(at_clid_split(S("0190a000-0000-7000-8000-0000000000cZ.camp"), NULL, NULL));
+    assert_false(at_clid_split(S("0190a000-0000-7000-8000-0000000000c1_camp"), NULL, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_at_event__conversion_fields_roundtrip),
         cmocka_unit_test(test_at_event_type_str__names),
         cmocka_unit_test(test_at_event_type_parse__known_and_unknown),
         cmocka_unit_test(test_at_event_src_str__names),

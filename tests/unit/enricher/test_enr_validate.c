@@ -600,6 +600,106 @@ static void test_enr_doc_rejected__fields(void **state)
     bson_destroy(&doc);
 }
 
+
+/* Conversions: only an unknown campaign (and a bot, except for a postback) rejects them;
+ * flight dates, pause, publisher and exhaustion do not. */
+static void test_enr_validate__conversion_rules(void **state)
+{
+    fx_t *fx = *state;
+    at_event_t ev = ev_base();
+    enr_verdict_t v;
+    ev.type = AT_EV_CONV;
+    ev.p = (at_str_t){NULL, 0};
+    ev.ts_ms = INT64_C(1800000000000); /* 2027-01-15: after the flight */
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    assert_false(v.chargeable);
+    ev.ua = S("Googlebot/2.1 (+http://www.google.com/bot.html)");
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_BOT);
+    ev.src = AT_SRC_POSTBACK;
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    put_campaign(fx, 20, "\"status\":\"active\"", "\"status\":\"paused\"");
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    ev.c = S("camp-x");
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_UNKNOWN_CAMPAIGN);
+}
+
+static void test_enr_conversion_apply__attribution_and_payout(void **state)
+{
+    fx_t *fx = *state;
+    put_campaign(fx, 21, "\"version\":17", "\"payout_micros\":700000,\"lookback_days\":7,\"version\":21");
+    const enr_entry_t *ce = enr_cache_get(fx->cache, ENR_CAMPAIGN, "camp-1", 6);
+    assert_int_equal(ce->u.campaign->lookback_days, 7);
+    assert_int_equal(ce->u.campaign->payout_micros, 700000);
+
+    enr_attrib_op_t op = {0};
+    op.result = ENR_ATTR_ATTRIBUTED;
+    snprintf(op.click_rec, sizeof(op.click_rec), "1790000000000|camp-1|cr-9|pub-1|top");
+    op.click_ts_ms = INT64_C(1790000000000);
+    op.click_c = (at_str_t){op.click_rec + 14, 6};
+    op.click_cr = (at_str_t){op.click_rec + 21, 4};
+    op.click_p = (at_str_t){op.click_rec + 26, 5};
+    op.click_pl = (at_str_t){op.click_rec + 32, 3};
+
+    at_event_t ev = ev_base();
+    ev.type = AT_EV_CONV;
+    ev.p = (at_str_t){NULL, 0};
+    ev.clid = S("0190a000-0000-7000-8000-0000000000c1.camp-1");
+    ev.order = S("o-1");
+    enr_verdict_t v;
+    assert_int_equal(run(fx, &ev, &v), AT_REJ_NONE);
+    /* Attributed, no payout of its own: the campaign's. */
+    assert_int_equal(enr_conversion_apply(&ev, ce->u.campaign, &op, &v), AT_REJ_NONE);
+    assert_int_equal(v.attribution, ENR_ATTR_ATTRIBUTED);
+    assert_int_equal(v.payout_micros, 700000);
+    assert_true(ev.cr.len == 4 && memcmp(ev.cr.p, "cr-9", 4) == 0);
+    assert_true(ev.p.len == 5 && memcmp(ev.p.p, "pub-1", 5) == 0);
+    assert_true(ev.pl.len == 3 && memcmp(ev.pl.p, "top", 3) == 0);
+
+    /* Its own payout wins. The document carries the attribution fields. */
+    ev.payout_micros = S("1250000");
+    assert_int_equal(enr_conversion_apply(&ev, ce->u.campaign, &op, &v), AT_REJ_NONE);
+    assert_int_equal(v.payout_micros, 1250000);
+    at_uuid_parse("0190a000-0000-7000-8000-000000000001", 36, &ev.id);
+    bson_t doc = BSON_INITIALIZER;
+    enr_doc_event(&doc, &ev, ce->u.campaign, NULL, &v);
+    char *json = bson_as_relaxed_extended_json(&doc, NULL);
+    assert_non_null(strstr(json, "\"e\" : \"conv\""));
+    assert_non_null(strstr(json, "\"p\" : \"pub-1\""));
+    assert_non_null(strstr(json, "\"clid\" : \"0190a000-0000-7000-8000-0000000000c1.camp-1\""));
+    assert_non_null(strstr(json, "\"order\" : \"o-1\""));
+    assert_non_null(strstr(json, "\"attribution\" : \"attributed\""));
+    assert_non_null(strstr(json, "\"payout_micros\" : 1250000"));
+    assert_non_null(strstr(json, "\"click_ts\" : { \"$date\""));
+    assert_null(strstr(json, "publisher_name"));
+    /* The JSON line the file sink writes is the same document. */
+    char *line = NULL;
+    size_t cap = 0, used = 0;
+    assert_int_equal(enr_doc_event_json(&line, &cap, &used, &ev, false, ce->u.campaign, NULL, &v), 0);
+    assert_int_equal(used, strlen(json));
+    assert_memory_equal(line, json, used);
+    free(line);
+    bson_free(json);
+    bson_destroy(&doc);
+
+    /* Unattributed: kept with its reason, no payout, own dimensions. */
+    at_event_t ev2 = ev_base();
+    ev2.type = AT_EV_CONV;
+    ev2.p = (at_str_t){NULL, 0};
+    ev2.payout_micros = S("99");
+    op.result = ENR_ATTR_CLICK_EXPIRED;
+    assert_int_equal(enr_conversion_apply(&ev2, ce->u.campaign, &op, &v), AT_REJ_NONE);
+    assert_int_equal(v.attribution, ENR_ATTR_CLICK_EXPIRED);
+    assert_int_equal(v.payout_micros, 0);
+    assert_int_equal(ev2.p.len, 0);
+
+    /* A duplicate order is rejected, naming the order. */
+    ev2.order = S("o-1");
+    op.result = ENR_ATTR_DUPLICATE;
+    assert_int_equal(enr_conversion_apply(&ev2, ce->u.campaign, &op, &v), AT_REJ_DUPLICATE_ORDER);
+    assert_non_null(strstr(v.detail, "order: 'o-1'"));
+    assert_string_equal(at_reject_str(AT_REJ_DUPLICATE_ORDER), "duplicate_order");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -621,6 +721,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enr_doc_event__same_bytes_as_libbson_appends, setup, teardown),
         cmocka_unit_test(test_enr_doc_event_json__same_bytes_as_bson_route),
         cmocka_unit_test(test_enr_doc_rejected__fields),
+        cmocka_unit_test_setup_teardown(test_enr_validate__conversion_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enr_conversion_apply__attribution_and_payout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
