@@ -45,6 +45,10 @@ static const at_conf_opt_t col_conf_opts[] = {
      "keep-alive idle time; slower clients are disconnected."},
     {"click-key", AT_CONF_STR | AT_CONF_SECRET, C(click_key), 0, 1024, "",
      "HMAC-SHA256 key that signs click destinations (sig = base64url(HMAC(key, d))); empty refuses all redirects."},
+    {"postback-keys", AT_CONF_STR | AT_CONF_SECRET, C(postback_keys), 0, 65536, "",
+     "Per-advertiser keys for server-to-server conversions (/v1/postback): lines '<advertiser id> <secret>'; a "
+     "postback authenticates with 'Authorization: Bearer <secret>' or sig = base64url(HMAC(secret, parameters without "
+     "sig)). Give it as a file (--postback-keys-file). Empty refuses every postback."},
     {"cookie-name", AT_CONF_STR, C(cookie_name), 1, 64, "adtrack_uid", "First-party user-id cookie name."},
     {"cookie-max-age-days", AT_CONF_INT, C(cookie_max_age_days), 0, 3650, "365",
      "Lifetime of the user-id cookie; 0 disables the cookie."},

@@ -4,6 +4,7 @@
  *   GET  /t.gif      pixel: 43-byte GIF once the event is durable
  *   GET  /c          click: recorded, then 302 to d when sig verifies, else 400
  *   POST /v1/events  beacon batch (JSON array; application/json or text/plain)
+ *   GET|POST /v1/postback  server-to-server conversion, authenticated per advertiser
  *   OPTIONS /v1/events  CORS preflight
  *   GET  /healthz /readyz /metrics
  *   GET  /tracker.js, and /demo/ with --demo-page: col_static.c
@@ -17,6 +18,7 @@
 #include "at_hmac.h"
 #include "at_log.h"
 #include "col_batch.h"
+#include "col_postback.h"
 #include "col_query.h"
 #include "col_reqid.h"
 #include "col_server.h"
@@ -563,6 +565,92 @@ static int handle_beacon(col_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
+/* ---- postback ---- */
+
+/*
+ * GET|POST /v1/postback: a conversion from the advertiser's server (col_postback.h). The
+ * parameters come from the query string or, when it is empty, from a form-encoded POST body.
+ * Unauthenticated requests are answered 401 and not recorded (nobody may fill the topics
+ * through an open endpoint); authenticated ones are recorded like a pixel: valid -> 200
+ * {"id":...} once durable, invalid -> 400 naming the field, kept on the rejected topic.
+ */
+static int handle_postback(col_server_t *srv, h2o_req_t *req)
+{
+    reply_data_t *d = h2o_mem_alloc_pool(&req->pool, sizeof(*d));
+    memset(d, 0, sizeof(*d));
+    req_ctx_t *rc = &d->rc;
+    req_ctx_init(rc, srv, req);
+
+    const char *params = "";
+    size_t plen = 0;
+    if (req->query_at != SIZE_MAX && req->path.len > req->query_at + 1) {
+        params = req->path.base + req->query_at + 1;
+        plen = req->path.len - req->query_at - 1;
+    } else if (req->entity.base != NULL) {
+        h2o_iovec_t ct = find_header(req, H2O_TOKEN_CONTENT_TYPE, NULL);
+        if (ct.len > 0 && strncasecmp(ct.base, "application/x-www-form-urlencoded", 33) != 0) {
+            send_error(srv, req, 415, "Unsupported Media Type",
+                       "content-type: expected application/x-www-form-urlencoded (or the parameters in the query)",
+                       rc->start_ns);
+            return 0;
+        }
+        params = req->entity.base;
+        plen = req->entity.len;
+    }
+    char *canon = h2o_mem_alloc_pool(&req->pool, plen + 1);
+    at_str_t sig;
+    size_t clen = col_postback_canonical(params, plen, canon, &sig);
+
+    char *buf = h2o_mem_alloc_pool(&req->pool, plen + 1);
+    at_event_t ev = {0};
+    col_query_t q = {0};
+    at_err_t err = {0};
+    at_reject_t rej = col_query_parse(params, plen, &ev, &q, buf, plen + 1, &err);
+    h2o_iovec_t authz = find_header(req, H2O_TOKEN_AUTHORIZATION, NULL);
+    col_postback_auth_t auth =
+        col_postback_check(&srv->postback_keys, ev.adv, (at_str_t){authz.base, authz.len}, canon, clen, sig);
+    if (auth != COL_PB_OK) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
+        send_error(srv, req, 401, "Unauthorized", col_postback_auth_str(auth), rc->start_ns);
+        return 0;
+    }
+
+    ev.type = AT_EV_CONV; /* whatever e said: a postback is a conversion */
+    ev.src = AT_SRC_POSTBACK;
+    fill_from_request(rc, &ev);
+    /* A server, not a browser: no user, no cookie. */
+    ev.uid = (at_str_t){NULL, 0};
+    rc->set_cookie = false;
+    col_conv_campaign(&ev);
+    if (rej == AT_REJ_NONE && ev.clid.len == 0) {
+        rej = AT_REJ_MISSING_FIELD;
+        at_err_set(&err, AT_ERR_INVALID,
+                   "clid: missing; expected the click id the landing page received (<uuid>.<campaign>)");
+    }
+    if (rej == AT_REJ_NONE)
+        rej = at_event_check_e(&ev, AT_STR_LIT("conv"), &err);
+    if (rej != AT_REJ_NONE) {
+        d->status = 400;
+        d->body = json_error_body(req, err.msg);
+    } else {
+        char id[AT_UUID_STR_LEN + 1];
+        at_uuid_format(&ev.id, id);
+        bson_t doc = BSON_INITIALIZER;
+        size_t len;
+        BSON_APPEND_UTF8(&doc, "id", id);
+        BSON_APPEND_UTF8(&doc, "status", "accepted");
+        char *json = bson_as_relaxed_extended_json(&doc, &len);
+        bson_destroy(&doc);
+        d->body = h2o_strdup(&req->pool, json, len);
+        bson_free(json);
+        d->status = 200;
+    }
+    col_pending_t *p = col_pending_new(rc->lp, req, respond_reply, d);
+    submit_event(rc, p, &ev, rej, err.msg, params, plen);
+    col_pending_seal(p);
+    return 0;
+}
+
 /* ---- operational endpoints ---- */
 
 static int handle_readyz(col_server_t *srv, h2o_req_t *req, uint64_t start_ns)
@@ -639,6 +727,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             return handle_preflight(srv, req, start_ns);
         return method_not_allowed(srv, req, "POST, OPTIONS", start_ns);
     }
+    if (path_is(req, "/v1/postback"))
+        return get || method_is(req, "POST") ? handle_postback(srv, req)
+                                             : method_not_allowed(srv, req, "GET, HEAD, POST", start_ns);
     if (path_is(req, "/healthz")) {
         if (!get)
             return method_not_allowed(srv, req, "GET, HEAD", start_ns);
@@ -653,7 +744,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (col_static_serve(srv, req, start_ns) == 0) /* /tracker.js; /demo/ with --demo-page */
         return 0;
     send_error(srv, req, 404, "Not Found",
-               "path: expected /t.gif, /c, /v1/events, /healthz, /readyz, /metrics or /tracker.js", start_ns);
+               "path: expected /t.gif, /c, /v1/events, /v1/postback, /healthz, /readyz, /metrics or /tracker.js", start_ns);
     return 0;
 }
 

@@ -22,11 +22,12 @@ enum {
     QP_ORDER,
     QP_PAYOUT,
     QP_CP,
+    QP_ADV,
     QP__COUNT
 };
 
 static const char *const param_names[QP__COUNT] = {"e",   "c",   "cr",   "p",     "pl",            "uid", "u",
-                                                   "d",   "sig", "tag",  "clid",  "order", "payout_micros", "cp"};
+                                                   "d",   "sig", "tag",  "clid",  "order", "payout_micros", "cp", "adv"};
 
 /* Index of the known parameter named @p n (length @p len), or -1. */
 static int param_index(const char *n, size_t len)
@@ -61,6 +62,8 @@ static int param_index(const char *n, size_t len)
             return QP_SIG;
         if (memcmp(n, "tag", 3) == 0)
             return QP_TAG;
+        if (memcmp(n, "adv", 3) == 0)
+            return QP_ADV;
         return -1;
     case 4:
         return memcmp(n, "clid", 4) == 0 ? QP_CLID : -1;
@@ -153,7 +156,7 @@ at_reject_t col_query_parse(const char *q, size_t len, at_event_t *ev, col_query
     /* Where each parameter's decoded value goes, in QP_ order. */
     at_str_t *const slot[QP__COUNT] = {&out->e,  &ev->c,   &ev->cr,    &ev->p,   &ev->pl,
                                        &ev->uid, &ev->u,   &ev->d,     &out->sig, &ev->tag,
-                                       &ev->clid, &ev->order, &ev->payout_micros, &out->cp};
+                                       &ev->clid, &ev->order, &ev->payout_micros, &out->cp, &ev->adv};
     at_reject_t rej = AT_REJ_NONE;
     unsigned seen = 0;
     size_t used = 0;

@@ -1,7 +1,7 @@
 /*
  * col_query.h: parsing of pixel (/t.gif) and click (/c) query strings into an event.
  *
- * Known parameters: e, c, cr, p, pl, uid, u, d, sig, tag, clid, order, payout_micros, cp; cb
+ * Known parameters: e, c, cr, p, pl, uid, u, d, sig, tag, clid, order, payout_micros, cp, adv; cb
  * and anything else are ignored.
  * Values are percent-decoded ('+' is a space). When a parameter repeats, the first wins.
  * Parsing never allocates: decoded values are written into a caller-supplied buffer that

@@ -85,7 +85,7 @@ static int stats_init(col_server_t *srv)
 {
     col_stats_t *st = &srv->stats;
     at_metrics_t *m = srv->metrics;
-    static const int codes[] = {200, 204, 301, 302, 304, 400, 403, 404, 405, 413, 414, 415, 500, 503};
+    static const int codes[] = {200, 204, 301, 302, 304, 400, 401, 403, 404, 405, 413, 414, 415, 500, 503};
     char lbl[64];
 
     for (size_t i = 0; i < AT_ARRAY_LEN(codes); i++)
@@ -765,6 +765,10 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
     srv->cookie_attrs_len = an > 0 && (size_t)an < sizeof(srv->cookie_attrs) ? (size_t)an : 0;
     if (at_listen_parse(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
         goto fail;
+    if (conf->postback_keys != NULL && col_postback_keys_parse(conf->postback_keys, &srv->postback_keys, err) != 0)
+        goto fail;
+    for (size_t i = 0; i < srv->postback_keys.count; i++)
+        at_log_add_secret(srv->postback_keys.items[i].secret); /* each one masked, not only the whole text */
 
     srv->ntrusted = conf->trusted_proxies.count;
     srv->trusted = calloc(srv->ntrusted + 1, sizeof(*srv->trusted));
@@ -910,5 +914,6 @@ void col_server_destroy(col_server_t *srv)
     at_acceptor_destroy(srv->acceptor);
     at_metrics_destroy(srv->metrics);
     free(srv->trusted);
+    col_postback_keys_free(&srv->postback_keys);
     free(srv);
 }

@@ -23,6 +23,7 @@
 #include "at_metrics.h"
 #include "at_uuid.h"
 #include "col_conf.h"
+#include "col_postback.h"
 #include "col_ip.h"
 #include "col_spool.h"
 
@@ -120,6 +121,7 @@ struct col_server_s {
     col_cidr_t *trusted;
     size_t ntrusted;
     const char *topics[COL_NTOPICS];
+    col_postback_keys_t postback_keys; /* parsed --postback-keys; read-only after start */
     char cookie_attrs[512];  /* "; Max-Age=...; Path=/..." after name=value, made once at start */
     size_t cookie_attrs_len;
     struct sockaddr_storage addr;

@@ -56,6 +56,7 @@ static const char *const reject_names[AT_REJ__COUNT] = {
     [AT_REJ_BOT] = "bot",
     [AT_REJ_BUDGET_EXHAUSTED] = "budget_exhausted",
     [AT_REJ_DUPLICATE_ORDER] = "duplicate_order",
+    [AT_REJ_WRONG_ADVERTISER] = "wrong_advertiser",
 };
 
 const char *at_event_type_str(at_event_type_t t)
@@ -312,6 +313,8 @@ bool at_clid_split(at_str_t clid, at_uuid_t *click_id, at_str_t *c)
 static at_reject_t check_conversion(const at_event_t *ev, at_err_t *err)
 {
     at_reject_t r;
+    if ((r = check_id("adv", &ev->adv, false, err)) != AT_REJ_NONE)
+        return r;
     if (ev->clid.len > AT_EVENT_CLID_MAX) {
         at_err_set(err, AT_ERR_INVALID, "clid: %zu bytes, longer than %d", ev->clid.len, AT_EVENT_CLID_MAX);
         return AT_REJ_FIELD_TOO_LONG;
@@ -438,7 +441,7 @@ static const struct {
     {"ref", offsetof(at_event_t, ref)}, {"ua", offsetof(at_event_t, ua)},   {"ip", offsetof(at_event_t, ip)},
     {"d", offsetof(at_event_t, d)},     {"tag", offsetof(at_event_t, tag)},
     {"clid", offsetof(at_event_t, clid)}, {"order", offsetof(at_event_t, order)},
-    {"payout_micros", offsetof(at_event_t, payout_micros)},
+    {"payout_micros", offsetof(at_event_t, payout_micros)}, {"adv", offsetof(at_event_t, adv)},
 };
 
 static const at_str_t *field_at(const at_event_t *ev, size_t i)
@@ -846,7 +849,7 @@ static bool key_is(const char *k, size_t kn, const char *name)
 }
 
 /* Index of an envelope key, the same as parse_field_index() gives (PF_STR0 + the position
- * in str_fields: c cr p pl uid u ref ua ip d tag clid order payout_micros), or -1. Decided by length and bytes: this
+ * in str_fields: c cr p pl uid u ref ua ip d tag clid order payout_micros adv), or -1. Decided by length and bytes: this
  * runs for every key of every event. The differential test of the two readers would catch
  * a mapping that drifted from str_fields. */
 static int fast_field_index(const char *k, size_t kn)
@@ -883,6 +886,8 @@ static int fast_field_index(const char *k, size_t kn)
             return PF_STR0 + 6;
         if (memcmp(k, "tag", 3) == 0)
             return PF_STR0 + 10;
+        if (memcmp(k, "adv", 3) == 0)
+            return PF_STR0 + 14;
         return -1;
     case 4:
         return memcmp(k, "clid", 4) == 0 ? PF_STR0 + 11 : -1;

@@ -66,6 +66,7 @@ typedef enum at_reject_e {
     AT_REJ_BOT,                /* "bot" */
     AT_REJ_BUDGET_EXHAUSTED,   /* "budget_exhausted" */
     AT_REJ_DUPLICATE_ORDER,    /* "duplicate_order": a conversion whose (advertiser, order) was seen */
+    AT_REJ_WRONG_ADVERTISER,   /* "wrong_advertiser": a postback's advertiser does not own the click's campaign */
     AT_REJ__COUNT
 } at_reject_t;
 
@@ -91,6 +92,9 @@ typedef struct at_event_s {
     /* Conversions only: the click id (AT_EVENT_CLID_MAX), the advertiser's order id and the
      * payout in micros as decimal digits (a string, so the envelope stays all strings). */
     at_str_t clid, order, payout_micros;
+    /* Postbacks: the advertiser the collector authenticated (an id like c); the enricher
+     * rejects the conversion when the clid's campaign belongs to another advertiser. */
+    at_str_t adv;
 } at_event_t;
 
 /* Static names: "imp", "view", "click", "conv"; "" for AT_EV_NONE. */

@@ -198,6 +198,7 @@ const char *enr_budget_rejected_field(at_reject_t r)
         [AT_REJ_BOT] = "rejected:bot",
         [AT_REJ_BUDGET_EXHAUSTED] = "rejected:budget_exhausted",
         [AT_REJ_DUPLICATE_ORDER] = "rejected:duplicate_order",
+        [AT_REJ_WRONG_ADVERTISER] = "rejected:wrong_advertiser",
     };
     return (unsigned)r < AT_REJ__COUNT && fields[r] != NULL ? fields[r] : "rejected:unknown";
 }

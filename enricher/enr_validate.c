@@ -51,6 +51,10 @@ at_reject_t enr_validate(const at_event_t *ev, const enr_entry_t *ce, const enr_
          * after the flight, while paused, and after the budget ran out, and it has no
          * publisher of its own (the click's is copied in). A server's postback is not a
          * browser, so the bot patterns do not apply to it. */
+        if (ev->adv.len > 0 && (strlen(cp->advertiser) != ev->adv.len ||
+                                memcmp(cp->advertiser, ev->adv.p, ev->adv.len) != 0))
+            return reject(v, AT_REJ_WRONG_ADVERTISER, "adv: advertiser '%.*s' does not own campaign '%.*s' of the click",
+                          (int)AT_MIN(ev->adv.len, 64), ev->adv.p, cl, ev->c.p);
         if (ua->bot && ev->src != AT_SRC_POSTBACK)
             return reject(v, AT_REJ_BOT, "ua: matches a bot pattern");
         return AT_REJ_NONE;
@@ -196,6 +200,7 @@ void enr_doc_event_libbson(bson_t *out, const at_event_t *ev, const enr_campaign
     if (conv) {
         put_str(out, "clid", ev->clid);
         put_str(out, "order", ev->order);
+        put_str(out, "adv", ev->adv);
     }
     BSON_APPEND_UTF8(out, "advertiser", cp->advertiser);
     BSON_APPEND_UTF8(out, "advertiser_name", cp->advertiser_name);

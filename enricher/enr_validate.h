@@ -8,7 +8,9 @@
  * unknown_event_type and the field rules), duplicate_event (same id earlier in the batch,
  * decided by the worker), unknown_campaign, campaign_inactive (paused, or ts outside
  * [start, end)), unknown_publisher, publisher_not_allowed (blocked, or not in the
- * campaign's list), bot, budget_exhausted.
+ * campaign's list), bot, budget_exhausted. A conversion (e=conv) is checked for
+ * unknown_campaign, wrong_advertiser (a postback's adv is not the campaign's advertiser) and
+ * bot (not for postbacks) only; attribution (enr_conversion_apply) may add duplicate_order.
  */
 #ifndef ENR_VALIDATE_H
 #define ENR_VALIDATE_H

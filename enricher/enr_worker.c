@@ -627,7 +627,7 @@ static bool counts_for_campaign(at_reject_t r)
 {
     return r == AT_REJ_NONE || r == AT_REJ_CAMPAIGN_INACTIVE || r == AT_REJ_UNKNOWN_PUBLISHER ||
            r == AT_REJ_PUBLISHER_NOT_ALLOWED || r == AT_REJ_BOT || r == AT_REJ_BUDGET_EXHAUSTED ||
-           r == AT_REJ_DUPLICATE_ORDER;
+           r == AT_REJ_DUPLICATE_ORDER || r == AT_REJ_WRONG_ADVERTISER;
 }
 
 /*
