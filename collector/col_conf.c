@@ -45,10 +45,10 @@ static const at_conf_opt_t col_conf_opts[] = {
      "keep-alive idle time; slower clients are disconnected."},
     {"click-key", AT_CONF_STR | AT_CONF_SECRET, C(click_key), 0, 1024, "",
      "HMAC-SHA256 key that signs click destinations (sig = base64url(HMAC(key, d))); empty refuses all redirects."},
-    {"postback-keys", AT_CONF_STR | AT_CONF_SECRET, C(postback_keys), 0, 65536, "",
-     "Per-advertiser keys for server-to-server conversions (/v1/postback): lines '<advertiser id> <secret>'; a "
-     "postback authenticates with 'Authorization: Bearer <secret>' or sig = base64url(HMAC(secret, parameters without "
-     "sig)). Give it as a file (--postback-keys-file). Empty refuses every postback."},
+    {"postback-keys", AT_CONF_LIST | AT_CONF_SECRET, C(postback_keys), 0, 10000, "",
+     "Per-advertiser keys for server-to-server conversions (/v1/postback): '<advertiser id> <secret>', one per line "
+     "of --postback-keys-file ('#' starts a comment line). A postback authenticates with 'Authorization: Bearer "
+     "<secret>' or sig = base64url(HMAC-SHA256(secret, its parameters without sig)). None refuses every postback."},
     {"cookie-name", AT_CONF_STR, C(cookie_name), 1, 64, "adtrack_uid", "First-party user-id cookie name."},
     {"cookie-max-age-days", AT_CONF_INT, C(cookie_max_age_days), 0, 3650, "365",
      "Lifetime of the user-id cookie; 0 disables the cookie."},

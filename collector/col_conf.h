@@ -26,7 +26,7 @@ typedef struct col_conf_s {
     int64_t max_connections_per_ip; /* per client address (trusted proxies exempt); 0 = no limit */
     int64_t request_timeout_ms;   /* a whole request must arrive within it; also the keep-alive idle time */
     char *click_key;              /* HMAC key for /c destinations; empty = redirects refused */
-    char *postback_keys;          /* "<advertiser> <secret>" lines (col_postback.h); empty = postbacks refused */
+    at_conf_list_t postback_keys; /* "<advertiser> <secret>" items (col_postback.h); none = postbacks refused */
     char *cookie_name;
     int64_t cookie_max_age_days;
     char *cookie_domain;

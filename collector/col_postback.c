@@ -88,6 +88,28 @@ int col_postback_keys_parse(const char *text, col_postback_keys_t *out, at_err_t
     return 0;
 }
 
+int col_postback_keys_from_list(char *const *items, size_t count, col_postback_keys_t *out, at_err_t *err)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < count; i++)
+        total += strlen(items[i]) + 1;
+    char *text = malloc(total);
+    if (text == NULL)
+        return at_err_set(err, AT_ERR_NOMEM, "--postback-keys: out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t n = strlen(items[i]);
+        memcpy(text + o, items[i], n);
+        o += n;
+        text[o++] = '\n';
+    }
+    text[o] = '\0';
+    int rc = col_postback_keys_parse(text, out, err);
+    at_secret_wipe(text);
+    free(text);
+    return rc;
+}
+
 size_t col_postback_canonical(const char *q, size_t len, char *out, at_str_t *sig)
 {
     *sig = (at_str_t){NULL, 0};

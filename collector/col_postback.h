@@ -2,9 +2,9 @@
  * col_postback.h: server-to-server conversions (GET|POST /v1/postback), authenticated per
  * advertiser. See docs/COLLECTOR.md "Postbacks" and docs/REPORTS.md "Attribution".
  *
- * Keys: --postback-keys (a secret option: give it as --postback-keys-file, a file that is not
- * world-readable), lines "<advertiser id> <secret>"; blank lines and lines starting with
- * '#' are skipped.
+ * Keys: --postback-keys (a secret list option: give it as --postback-keys-file, a file that is
+ * not world-readable, one item per line), items "<advertiser id> <secret>"; blank lines and
+ * lines starting with '#' are skipped.
  * A postback names its advertiser (adv=...) and proves it knows that advertiser's secret
  * in one of two ways:
  *  - "Authorization: Bearer <secret>", compared in constant time;
@@ -35,6 +35,10 @@ typedef struct col_postback_keys_s {
 /* Parses the key file's text (not modified). Returns 0, or -1 with @p err naming the line
  * ("line 3: expected '<advertiser id> <secret>'"); the message never quotes a secret. */
 int col_postback_keys_parse(const char *text, col_postback_keys_t *out, at_err_t *err);
+
+/* The same for the lines at_conf read into a list (--postback-keys, blank lines dropped).
+ * A line number in a message counts the non-blank lines. */
+int col_postback_keys_from_list(char *const *items, size_t count, col_postback_keys_t *out, at_err_t *err);
 
 void col_postback_keys_free(col_postback_keys_t *k);
 

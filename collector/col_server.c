@@ -765,7 +765,8 @@ col_server_t *col_server_new(col_conf_t *conf, at_err_t *err)
     srv->cookie_attrs_len = an > 0 && (size_t)an < sizeof(srv->cookie_attrs) ? (size_t)an : 0;
     if (at_listen_parse(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
         goto fail;
-    if (conf->postback_keys != NULL && col_postback_keys_parse(conf->postback_keys, &srv->postback_keys, err) != 0)
+    if (col_postback_keys_from_list(conf->postback_keys.items, conf->postback_keys.count, &srv->postback_keys, err) !=
+        0)
         goto fail;
     for (size_t i = 0; i < srv->postback_keys.count; i++)
         at_log_add_secret(srv->postback_keys.items[i].secret); /* each one masked, not only the whole text */

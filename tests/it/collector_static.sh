@@ -74,7 +74,9 @@ click="$(grep -A3 'id="ad-bottom"' "$TMP/demo.html" | grep -o 'href="/c?[^"]*"' 
 [ -n "$click" ] || fail "/demo/: #ad-bottom has no /c link"
 [ "$(http -A "$UA" "$BASE$click")" = 302 ] || fail "GET $click: expected 302, got $(cat "$TMP/b")"
 location="$(header location)"
-[ "$location" = "$BASE/demo/landing?c=camp-acme-retarget" ] || fail "click Location: '$location'"
+# The destination plus the click id (<click event id>.<campaign>) for the landing page.
+[[ "$location" =~ ^"$BASE/demo/landing?c=camp-acme-retarget&adt_clid="[0-9a-f-]{36}\.camp-acme-retarget$ ]] \
+    || fail "click Location: '$location'"
 [ "$(http -A "$UA" "$location")" = 200 ] || fail "GET $location: expected 200"
 grep -q 'You arrived from campaign camp-acme-retarget' "$TMP/b" || fail "landing page does not name the campaign"
 echo "ok: /demo/ has 4 ad slots; #ad-bottom's signed link -> 302 $location -> 200"

@@ -372,7 +372,12 @@ static void test_bad_input__documented_statuses_and_rejected_topic(void **state)
              sig);
     assert_int_equal(get_status(&c, path, &r), 302);
     char *loc = ts_http_header(&r, "location");
-    assert_string_equal(loc, dest);
+    /* The destination with the click id: "&adt_clid=<click event id>.<campaign>". */
+    assert_non_null(loc);
+    assert_int_equal(strncmp(loc, dest, strlen(dest)), 0);
+    assert_int_equal(strncmp(loc + strlen(dest), "&adt_clid=", 10), 0);
+    assert_int_equal(strlen(loc), strlen(dest) + 10 + AT_UUID_STR_LEN + strlen(".camp-1"));
+    assert_string_equal(loc + strlen(dest) + 10 + AT_UUID_STR_LEN, ".camp-1");
     free(loc);
     ts_http_resp_free(&r);
     snprintf(path, sizeof(path), "/c?c=camp-1&d=https%%3A%%2F%%2Fevil.example%%2F&sig=%s&tag=click:1", sig);
