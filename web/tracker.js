@@ -1,4 +1,5 @@
-/* adtrack tracker: impressions, viewability, clicks; beacon batches with a pixel fallback.
+/* adtrack tracker: impressions, viewability, clicks, conversions; beacon batches with a pixel
+ * fallback. On a landing page it keeps the click id (?adt_clid=...) in a first-party cookie.
  * Served by adtrack-collector at /tracker.js. See docs/TRACKER.md. No dependencies. */
 (function (w, d) {
   'use strict';
@@ -12,14 +13,19 @@
     respectDnt: !!script && script.hasAttribute('data-respect-dnt') &&
       script.getAttribute('data-respect-dnt') !== 'false',
     flushMs: 1000,
-    batch: 10
+    batch: 10,
+    clickParam: 'adt_clid', /* the landing page's click-id parameter (the campaign's click_param) */
+    clidCookie: 'adt_clid', /* the first-party cookie that keeps it */
+    clidDays: 30            /* its lifetime: the campaign's lookback */
   };
-  var FIELDS = ['c', 'cr', 'p', 'pl', 'uid', 'tag'];
+  var FIELDS = ['c', 'cr', 'p', 'pl', 'uid', 'tag', 'clid', 'order', 'payout_micros'];
+  /* <click event id (UUID)>.<campaign id>: what /c appends to the destination. */
+  var CLID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.[A-Za-z0-9._:-]{1,64}$/i;
   var TYPES = { imp: 1, view: 1, click: 1, conv: 1 };
   var queue = [], timer = 0, pixels = [];
 
   function adtrack(cmd, arg) {
-    if (cmd === 'init') { for (var k in arg || {}) cfg[k] = arg[k]; }
+    if (cmd === 'init') { for (var k in arg || {}) cfg[k] = arg[k]; keepClickId(); }
     else if (cmd === 'flush') flush();
     else if (cmd === 'scan') scan();
     else if (TYPES[cmd]) track(cmd, arg || {});
@@ -40,10 +46,44 @@
     return dnt === '1' || dnt === 'yes' || nav.globalPrivacyControl === true;
   }
 
+  /* ---- click id: from the landing page's URL into a first-party cookie ---- */
+
+  function cookieValue(name) {
+    var parts = (d.cookie || '').split(';');
+    for (var i = 0; i < parts.length; i++) {
+      var kv = parts[i].replace(/^\s+/, '');
+      if (kv.slice(0, name.length + 1) === name + '=') return kv.slice(name.length + 1);
+    }
+    return null;
+  }
+
+  /* A valid click id in the page's query wins over the cookie (the latest click counts) and
+   * is stored for cfg.clidDays. Nothing is stored under DNT/GPC when they are respected. */
+  function keepClickId() {
+    var m = new RegExp('[?&]' + cfg.clickParam.replace(/[.]/g, '\\.') + '=([^&#]*)').exec(w.location.href || '');
+    if (!m) return;
+    var v;
+    try { v = decodeURIComponent(m[1]); } catch (err) { return; }
+    if (!CLID_RE.test(v) || blocked()) return;
+    d.cookie = cfg.clidCookie + '=' + v + '; Max-Age=' + Math.round(cfg.clidDays * 86400) + '; Path=/; SameSite=Lax' +
+      (/^https:/.test(w.location.href) ? '; Secure' : '');
+    adtrack.clid = v;
+  }
+
+  function storedClickId() {
+    var v = cookieValue(cfg.clidCookie);
+    return v && CLID_RE.test(v) ? v : null;
+  }
+
   function track(e, data) {
     if (blocked()) { note({ e: e, c: data.c, via: 'none (DNT/GPC)' }); return; }
     var ev = { e: e };
     FIELDS.forEach(function (f) { if (data[f] != null) ev[f] = String(data[f]); });
+    if (e === 'conv' && ev.clid == null) {
+      /* The collector takes the campaign from the click id when c is absent. */
+      var clid = storedClickId();
+      if (clid) ev.clid = clid;
+    }
     ev.u = String(data.u || w.location.href).slice(0, 2048);
     queue.push(ev);
     if (queue.length >= cfg.batch) flush();
@@ -154,6 +194,8 @@
   d.addEventListener('visibilitychange', hidden);
 
   w.adtrack = adtrack;
+  adtrack.clid = null; /* the click id this page stored, if any (for tests and the demo) */
+  keepClickId();
   var q = (stub && stub.q) || [];
   q.forEach(function (a) { if (a[0] === 'init') adtrack.apply(null, a); });
   q.forEach(function (a) { if (a[0] !== 'init') adtrack.apply(null, a); });

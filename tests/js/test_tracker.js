@@ -80,7 +80,16 @@ function browser(opts) {
     unobserve(el) { this.targets.delete(el); }
   }
 
+  /* document.cookie: a jar of name -> value; every write is kept in env.cookieWrites. */
+  env.jar = Object.assign({}, opts.cookies || {});
+  env.cookieWrites = [];
   const document = {
+    get cookie() { return Object.keys(env.jar).map((k) => k + '=' + env.jar[k]).join('; '); },
+    set cookie(v) {
+      env.cookieWrites.push(v);
+      const kv = v.split(';')[0];
+      env.jar[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
+    },
     currentScript: script,
     readyState: opts.readyState || 'complete',
     visibilityState: 'visible',
@@ -425,6 +434,62 @@ test('a long page URL is cut to the collector\'s 2048-byte limit', () => {
   t('imp', { c: 'c1' });
   t('flush');
   assert.strictEqual(b.events()[0].u.length, 2048);
+});
+
+const CLID = '0190a000-0000-7000-8000-0000000000c1.camp-acme-spring';
+
+test('landing page: the click id in the URL goes into a first-party cookie for 30 days', () => {
+  const b = browser({ href: 'https://shop.example/landing?x=1&adt_clid=' + encodeURIComponent(CLID) + '#top' });
+  const t = b.load();
+  assert.strictEqual(t.clid, CLID);
+  assert.strictEqual(b.jar.adt_clid, CLID);
+  assert.strictEqual(b.cookieWrites.length, 1);
+  assert.strictEqual(b.cookieWrites[0], 'adt_clid=' + CLID + '; Max-Age=2592000; Path=/; SameSite=Lax; Secure');
+});
+
+test('conversion page: conv carries the stored click id, order and payout, no campaign needed', () => {
+  const b = browser({ href: 'https://shop.example/thanks', cookies: { other: 'x', adt_clid: CLID } });
+  const t = b.load();
+  assert.strictEqual(t.clid, null, 'nothing stored on a page without the parameter');
+  t('conv', { order: 'o-17', payout_micros: 1500000 });
+  t('imp', { c: 'camp-1' });
+  t('flush');
+  assert.deepStrictEqual(b.events(), [
+    { e: 'conv', order: 'o-17', payout_micros: '1500000', clid: CLID, u: 'https://shop.example/thanks' },
+    { e: 'imp', c: 'camp-1', u: 'https://shop.example/thanks' },
+  ]);
+  /* An explicit clid wins over the cookie. */
+  t('conv', { clid: 'given', order: 'o-18' });
+  t('flush');
+  assert.strictEqual(b.events()[2].clid, 'given');
+});
+
+test('click id: malformed values are not stored; a campaign\'s own parameter name via init', () => {
+  let b = browser({ href: 'http://shop.example/landing?adt_clid=%3Cscript%3E' });
+  let t = b.load();
+  assert.strictEqual(b.cookieWrites.length, 0);
+  t('conv', { order: 'o-1' });
+  t('flush');
+  assert.strictEqual(b.events()[0].clid, undefined, 'no cookie, no click id');
+
+  b = browser({
+    href: 'http://shop.example/landing?gclid=x&mine=' + CLID,
+    stub(w) { w.adtrack('init', { clickParam: 'mine', clidDays: 7 }); },
+  });
+  t = b.load();
+  assert.strictEqual(b.jar.adt_clid, CLID);
+  assert.strictEqual(b.cookieWrites[b.cookieWrites.length - 1], 'adt_clid=' + CLID + '; Max-Age=604800; Path=/; SameSite=Lax');
+});
+
+test('click id: DNT / GPC with data-respect-dnt stores nothing', () => {
+  const b = browser({
+    href: 'https://shop.example/landing?adt_clid=' + CLID,
+    scriptAttrs: { 'data-respect-dnt': '' },
+    nav: { globalPrivacyControl: true },
+  });
+  const t = b.load();
+  assert.strictEqual(t.clid, null);
+  assert.strictEqual(b.cookieWrites.length, 0);
 });
 
 test('loading the script twice keeps the first copy', () => {
