@@ -199,8 +199,7 @@ void enr_doc_event_libbson(bson_t *out, const at_event_t *ev, const enr_campaign
     bool conv = ev->type == AT_EV_CONV;
     if (conv) {
         put_str(out, "clid", ev->clid);
-        put_str(out, "order", ev->order);
-        put_str(out, "adv", ev->adv);
+        put_str(out, "order", ev->order); /* adv, when given, equals advertiser: wrong_advertiser otherwise */
     }
     BSON_APPEND_UTF8(out, "advertiser", cp->advertiser);
     BSON_APPEND_UTF8(out, "advertiser_name", cp->advertiser_name);

@@ -253,7 +253,7 @@ static void test_attribution__end_to_end(void **state)
     assert_has(doc, "\"attribution\" : \"attributed\"");
     assert_has(doc, "\"cr\" : \"cr-7\"");
     assert_has(doc, "\"payout_micros\" : 500000"); /* the campaign's default */
-    assert_has(doc, "\"adv\" : \"adv-1\"");
+    assert_has(doc, "\"advertiser\" : \"adv-1\"");
     free(doc);
 
     doc = wait_line("events", "\"tag\" : \"conv:bearer\"");

@@ -4,6 +4,8 @@
 //   3. the below-the-fold ad is scrolled into view and stays visible: a `view` is sent;
 //   4. clicking it goes through the signed /c redirect and ends on the landing page;
 //   5. the impression, view and click of that ad are in the enricher's file sink;
+//   5b. the landing page's tracker kept the click id in a first-party cookie, and a purchase
+//       there sends a conversion that is stored attributed to the click;
 //   6. the dashboard, never reloaded, shows the new counts.
 // Screenshots go to $ARTIFACT_DIR. Every wait is a poll with a generous bound.
 //
@@ -145,6 +147,18 @@ try {
   check(clickStored, `click of ${below.id} is in the sink`);
   const enriched = sinkDocs('events-').find((d) => d.e === 'imp' && d.c === below.c);
   check(enriched && enriched.price_micros !== undefined, 'stored impression carries a price (enriched)');
+
+  // 5b. The click id: in the landing URL, kept in a first-party cookie, sent with a purchase.
+  const clid = new URL(page.url()).searchParams.get('adt_clid') ?? '';
+  check(/^[0-9a-f-]{36}\./.test(clid) && clid.endsWith('.' + below.c), `the landing URL carries the click id (${clid})`);
+  const kept = (await context.cookies(collectorUrl)).find((k) => k.name === 'adt_clid');
+  check(kept && kept.value === clid, `the tracker kept it in a first-party cookie (${kept?.value})`);
+  await page.click('#buy');
+  const conv = await pollFor(() => sinkDocs('events-').find((d) => d.e === 'conv' && d.clid === clid), 30000, 250);
+  check(conv && conv.attribution === 'attributed' && conv.c === below.c && conv.pl === below.pl &&
+    conv.payout_micros === 25000000, `the purchase is stored attributed to the click (${JSON.stringify(conv &&
+    { attribution: conv.attribution, c: conv.c, pl: conv.pl, payout_micros: conv.payout_micros })})`);
+  await page.screenshot({ path: path.join(artifacts, '4b-converted.png') });
 
   // 6. The dashboard shows the new counts without a reload.
   const counts = () => dash.evaluate((c) => {
