@@ -115,20 +115,24 @@ size_t col_postback_canonical(const char *q, size_t len, char *out, at_str_t *si
     *sig = (at_str_t){NULL, 0};
     size_t o = 0;
     bool first_out = true;
-    for (size_t i = 0; i < len;) {
+    /* Every pair, the empty ones too (a trailing '&' ends with one), so that the result is
+     * the input with exactly the sig pair and one '&' taken out. */
+    for (size_t i = 0;;) {
         const char *pair = q + i;
-        const char *amp = memchr(pair, '&', len - i);
+        const char *amp = len > i ? memchr(pair, '&', len - i) : NULL;
         size_t plen = amp != NULL ? (size_t)(amp - pair) : len - i;
-        i += plen + 1;
         if (sig->p == NULL && plen >= 4 && memcmp(pair, "sig=", 4) == 0) {
             *sig = (at_str_t){pair + 4, plen - 4};
-            continue;
+        } else {
+            if (!first_out)
+                out[o++] = '&';
+            memcpy(out + o, pair, plen);
+            o += plen;
+            first_out = false;
         }
-        if (!first_out)
-            out[o++] = '&';
-        memcpy(out + o, pair, plen);
-        o += plen;
-        first_out = false;
+        if (amp == NULL)
+            break;
+        i += plen + 1;
     }
     return o;
 }

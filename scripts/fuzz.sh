@@ -16,7 +16,7 @@ case "$secs" in '' | *[!0-9]*) echo "usage: $0 [seconds]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
-targets=${FUZZ_TARGETS:-query batch envelope coredata}
+targets=${FUZZ_TARGETS:-query batch envelope postback coredata}
 jobs=${FUZZ_JOBS:-1}
 
 export CC=clang
