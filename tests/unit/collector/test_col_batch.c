@@ -270,9 +270,32 @@ static void test_col_batch_parse__field_limits(void **state)
     col_batch_free(&b);
 }
 
+/* A conversion by beacon: clid, order, payout_micros; the clid's campaign is c. */
+static void test_col_batch_parse__conversion(void **state)
+{
+    (void)state;
+    col_batch_t b;
+    at_err_t err = {AT_OK, ""};
+    const char *body = "[{\"e\":\"conv\",\"clid\":\"0190a000-0000-7000-8000-0000000000c1.camp-7\",\"order\":\"o-1\","
+                       "\"payout_micros\":\"2500000\"},{\"e\":\"conv\",\"order\":\"o-2\"},"
+                       "{\"e\":\"conv\",\"c\":\"camp-1\",\"payout_micros\":\"-1\"}]";
+    assert_int_equal(parse(body, &b, &err), 0);
+    assert_int_equal(b.count, 3);
+    assert_int_equal(b.items[0].reject, AT_REJ_NONE);
+    assert_str(b.items[0].ev.c, "camp-7");
+    assert_str(b.items[0].ev.clid, "0190a000-0000-7000-8000-0000000000c1.camp-7");
+    assert_str(b.items[0].ev.order, "o-1");
+    assert_str(b.items[0].ev.payout_micros, "2500000");
+    assert_int_equal(b.items[1].reject, AT_REJ_MISSING_FIELD); /* neither c nor clid */
+    assert_int_equal(b.items[2].reject, AT_REJ_INVALID_FIELD);
+    assert_non_null(strstr(b.items[2].detail, "payout_micros"));
+    col_batch_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_col_batch_parse__conversion),
         cmocka_unit_test(test_col_batch_parse__valid_events),
         cmocka_unit_test(test_col_batch_parse__mixed_valid_and_invalid),
         cmocka_unit_test(test_col_batch_parse__rejected_item_serialises),
