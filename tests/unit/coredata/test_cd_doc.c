@@ -393,9 +393,46 @@ static void test_cd_verrs_add__bounded(void **state)
     assert_string_equal(e.items[0].field, "f??");
 }
 
+/* The optional attribution fields (docs/REPORTS.md "Attribution"). */
+static void test_cd_doc_validate__attribution_fields(void **state)
+{
+    (void)state;
+    char *json = campaign_with("destinations", "[],\"click_param\":\"gclid\",\"lookback_days\":7,\"payout_micros\":2500000");
+    cd_verrs_t errs;
+    bson_t out;
+    int64_t ev;
+    int rc = validate(CD_KIND_CAMPAIGN, json, &errs, &out, &ev);
+    if (rc != 0) {
+        char sum[1024];
+        fail_msg("rc %d: %s", rc, cd_verrs_summary(&errs, sum, sizeof(sum)));
+    }
+    char buf[64];
+    assert_string_equal(cd_doc_utf8(&out, "click_param", buf, sizeof(buf)), "gclid");
+    assert_int_equal(cd_doc_int64(&out, "lookback_days", -1), 7);
+    assert_int_equal(cd_doc_int64(&out, "payout_micros", -1), 2500000);
+    bson_destroy(&out);
+    free(json);
+    /* absent: no default is written (the enricher and tracker apply theirs) */
+    assert_int_equal(validate(CD_KIND_CAMPAIGN, GOOD_CAMPAIGN, &errs, &out, &ev), 0);
+    bson_iter_t it;
+    assert_false(bson_iter_init_find(&it, &out, "lookback_days"));
+    bson_destroy(&out);
+
+    expect_field_error("click_param", "\"\"", "click_param", "1 to 32");
+    expect_field_error("click_param", "\"a=b\"", "click_param", "1 to 32");
+    expect_field_error("click_param", "\"123456789012345678901234567890123\"", "click_param", NULL);
+    expect_field_error("click_param", "5", "click_param", NULL);
+    expect_field_error("lookback_days", "0", "lookback_days", "1 to 90");
+    expect_field_error("lookback_days", "91", "lookback_days", NULL);
+    expect_field_error("lookback_days", "\"30\"", "lookback_days", NULL);
+    expect_field_error("payout_micros", "-1", "payout_micros", "10^12");
+    expect_field_error("payout_micros", "1000000000001", "payout_micros", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cd_doc_validate__attribution_fields),
         cmocka_unit_test(test_cd_doc_validate__good_campaign_is_canonical),
         cmocka_unit_test(test_cd_doc_validate__defaults_for_optional_fields),
         cmocka_unit_test(test_cd_doc_validate__every_field_rule),
