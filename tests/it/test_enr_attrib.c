@@ -189,17 +189,46 @@ static void test_attrib__memory_per_click(void **state)
     const char *m = strstr(r->str, "used_memory:");
     before = m ? atoll(m + 12) : 0;
     freeReplyObject(r);
+    int64_t t0 = ts_now_ms();
     run(rc, ops, N);
+    int64_t t1 = ts_now_ms();
     r = redisCommand(rc, "INFO memory");
     m = strstr(r->str, "used_memory:");
     after = m ? atoll(m + 12) : 0;
     freeReplyObject(r);
     r = redisCommand(rc, "MEMORY USAGE adtrack:click:%s", ids[0]);
     assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    printf("click record: MEMORY USAGE %lld bytes; used_memory grew %lld bytes for %d clicks (%.0f per click)\n",
-           r->integer, after - before, N, (double)(after - before) / N);
+    printf("click record: MEMORY USAGE %lld bytes; used_memory grew %lld bytes for %d clicks (%.0f per click); "
+           "the call took %lld ms\n",
+           r->integer, after - before, N, (double)(after - before) / N, (long long)(t1 - t0));
     assert_true(r->integer > 0 && r->integer < 256);
     freeReplyObject(r);
+
+    /* Batch-sized calls: 1000 operations, 900 clicks and 100 conversions of earlier clicks
+     * with order ids, 20 times; the time per call is what a batch with clicks adds. */
+    enum { B = 1000, ROUNDS = 20 };
+    char (*bid)[AT_UUID_STR_LEN + 1] = calloc((size_t)B * ROUNDS, sizeof(*bid));
+    char (*ord)[16] = calloc((size_t)B * ROUNDS, sizeof(*ord));
+    int64_t s0 = ts_now_ms();
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < B; i++) {
+            int k = round * B + i;
+            snprintf(bid[k], sizeof(bid[k]), "0190a001-0000-7000-8000-%012x", k);
+            if (i % 10 != 9) {
+                ops[i] = click(bid[k], T0 + k, "campaign-0042", "creative-17", "publisher-0007", "slot-top");
+            } else {
+                snprintf(ord[k], sizeof(ord[k]), "order-%d", k);
+                ops[i] = conv(bid[k], T0 + k, ids[k % N], "campaign-0042", "adv-1", ord[k]);
+            }
+        }
+        run(rc, ops, B);
+        assert_int_equal(ops[9].result, ENR_ATTR_ATTRIBUTED);
+    }
+    int64_t s1 = ts_now_ms();
+    printf("attribution script: %d calls of %d operations (900 clicks, 100 conversions): %.1f ms per call\n", ROUNDS,
+           B, (double)(s1 - s0) / ROUNDS);
+    free(bid);
+    free(ord);
     free(ops);
     redisFree(rc);
 }
