@@ -26,12 +26,16 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "at_common.h"
 #include "at_hmac.h"
 #include "at_test_coredata.h"
 #include "at_test_support.h"
+
+#include <bson/bson.h>
+#include <librdkafka/rdkafka.h>
 
 #define CLICK_KEY "it-click-key"
 #define ADV_KEY "adv-secret-1"
@@ -292,7 +296,118 @@ static void test_attribution__end_to_end(void **state)
     free(clid3);
 }
 
+
+/* ---- envelopes produced straight to the raw topic, with chosen times ---- */
+
+static rd_kafka_t *producer(void)
+{
+    char errstr[256];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "bootstrap.servers", ds.bootstraps, errstr, sizeof(errstr));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof(errstr));
+    assert_non_null(rk);
+    return rk;
+}
+
+/* Produces @p ev (keyed by its campaign, so every event of the test shares a partition and
+ * keeps its order); returns the JSON (heap, bson_free) so it can be sent again. */
+static char *produce(rd_kafka_t *rk, const at_event_t *ev, size_t *len)
+{
+    char *json = at_event_to_json(ev, len);
+    assert_non_null(json);
+    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("adtrack.events.raw"), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_KEY(ev->c.p, ev->c.len), RD_KAFKA_V_VALUE(json, *len), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    return json;
+}
+
+static at_event_t envelope(at_event_type_t type, const char *id, int64_t ts, const char *tag)
+{
+    at_event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    assert_int_equal(at_uuid_parse(id, strlen(id), &ev.id), 0);
+    ev.ts_ms = ts;
+    ev.type = type;
+    ev.src = type == AT_EV_CLICK ? AT_SRC_CLICK : AT_SRC_PIXEL;
+    ev.c = AT_STR_LIT("camp-lb");
+    ev.ua = AT_STR_LIT("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36");
+    ev.ip = AT_STR_LIT("198.51.100.0");
+    ev.tag = (at_str_t){tag, strlen(tag)};
+    return ev;
+}
+
+/* The campaign's lookback_days (1 here) decides through the real enricher; a conversion
+ * delivered again (same id: a redelivery) is not a duplicate of itself. */
+static void test_attribution__lookback_and_replay_through_enricher(void **state)
+{
+    AT_UNUSED(state);
+    const char *doc =
+        "{\"id\":\"camp-lb\",\"advertiser\":\"adv-1\",\"advertiser_name\":\"Acme\",\"name\":\"Lookback\","
+        "\"status\":\"active\",\"start\":\"2020-01-01T00:00:00Z\",\"end\":\"2099-01-01T00:00:00Z\","
+        "\"budget_micros\":1000000000,\"pricing\":\"cpc\",\"price_micros\":100000,\"publishers\":[\"pub-1\"],"
+        "\"lookback_days\":1,\"payout_micros\":700000,\"version\":6}";
+    ts_redis_int(redis.port, "HSET adtrack:campaign:camp-lb version 6 doc %s", doc);
+    ts_redis_int(redis.port, "SADD adtrack:campaigns camp-lb");
+
+#define CLICK_OLD "0190a000-0000-7000-8000-00000000a001"
+#define CLICK_NEW "0190a000-0000-7000-8000-00000000a002"
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall); /* event time, not ts_now_ms()'s monotonic clock */
+    int64_t now = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    rd_kafka_t *rk = producer();
+    size_t len;
+    at_event_t e = envelope(AT_EV_CLICK, CLICK_OLD, now - 3 * 86400000LL, "lb:click-old");
+    e.cr = AT_STR_LIT("cr-old");
+    e.p = AT_STR_LIT("pub-1");
+    bson_free(produce(rk, &e, &len));
+    e = envelope(AT_EV_CLICK, CLICK_NEW, now - 12 * 3600000LL, "lb:click-new");
+    e.cr = AT_STR_LIT("cr-new");
+    e.p = AT_STR_LIT("pub-1");
+    e.pl = AT_STR_LIT("side");
+    bson_free(produce(rk, &e, &len));
+    e = envelope(AT_EV_CONV, "0190a000-0000-7000-8000-00000000b001", now, "lb:expired");
+    e.clid = AT_STR_LIT(CLICK_OLD ".camp-lb");
+    e.order = AT_STR_LIT("lb-1");
+    bson_free(produce(rk, &e, &len));
+    e = envelope(AT_EV_CONV, "0190a000-0000-7000-8000-00000000b002", now, "lb:in");
+    e.clid = AT_STR_LIT(CLICK_NEW ".camp-lb");
+    e.order = AT_STR_LIT("lb-2");
+    char *again = produce(rk, &e, &len);
+    assert_int_equal(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+    char *d = wait_line("events", "\"tag\" : \"lb:expired\"");
+    assert_has(d, "\"attribution\" : \"click_expired\"");
+    assert_has(d, "\"payout_micros\" : 0");
+    free(d);
+    d = wait_line("events", "\"tag\" : \"lb:in\"");
+    assert_has(d, "\"attribution\" : \"attributed\"");
+    assert_has(d, "\"cr\" : \"cr-new\"");
+    assert_has(d, "\"pl\" : \"side\"");
+    assert_has(d, "\"payout_micros\" : 700000");
+    free(d);
+
+    /* The same message again (a redelivery), then a marker on the same partition: once the
+     * marker is stored, the copy was processed. */
+    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("adtrack.events.raw"), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_KEY("camp-lb", 7), RD_KAFKA_V_VALUE(again, len), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    e = envelope(AT_EV_IMP, "0190a000-0000-7000-8000-00000000c001", now, "lb:marker");
+    e.p = AT_STR_LIT("pub-1");
+    bson_free(produce(rk, &e, &len));
+    assert_int_equal(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    free(wait_line("events", "\"tag\" : \"lb:marker\""));
+    size_t n;
+    free(sink_lines("rejected", "lb:in", &n));
+    assert_int_equal(n, 0); /* not a duplicate_order of itself */
+    free(sink_lines("events", "\"tag\" : \"lb:in\"", &n));
+    assert_int_equal(n, 1); /* stored once */
+    bson_free(again);
+    rd_kafka_destroy(rk);
+}
+
 /* ---- fixtures ---- */
+
+static int start_pipeline(void);
 
 static int group_setup(void **state)
 {
@@ -310,7 +425,7 @@ static int group_setup(void **state)
     fprintf(f, "# advertiser secret\nadv-1 %s\nadv-2 %s\n", ADV_KEY, OTHER_KEY);
     fclose(f);
     chmod(keys_file, 0600);
-    return 0;
+    return start_pipeline();
 }
 
 static int group_teardown(void **state)
@@ -325,9 +440,8 @@ static int group_teardown(void **state)
     return 0;
 }
 
-static int test_setup(void **state)
+static int start_pipeline(void)
 {
-    AT_UNUSED(state);
     seed();
     char cport[32], eport[32], rport[32], spool[512];
     char *sp = ts_tmpdir("attrib-spool");
@@ -369,7 +483,8 @@ static int test_setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_attribution__end_to_end, test_setup),
+        cmocka_unit_test(test_attribution__end_to_end),
+        cmocka_unit_test(test_attribution__lookback_and_replay_through_enricher),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
