@@ -49,6 +49,16 @@ static const at_conf_opt_t dash_conf_opts[] = {
     {"cookie-secure", AT_CONF_BOOL, C(cookie_secure), 0, 0, "false",
      "Mark the session cookie Secure (set it when the dashboard is served over HTTPS, e.g. behind a TLS proxy)."},
     {"session-hours", AT_CONF_INT, C(session_hours), 1, 720, "12", "Lifetime of a browser session after POST /login."},
+    {"reports", AT_CONF_STR, C(reports), 0, 1024, "",
+     "adtrack-coredata's base URL (http://HOST:PORT) for the history charts: hourly and daily totals read from its "
+     "GET /v1/reports. Empty: no history section."},
+    {"reports-token", AT_CONF_STR | AT_CONF_SECRET, C(reports_token), 0, 1024, "",
+     "A coredata read token (--read-token there) sent as Bearer with every report request. Required with --reports."},
+    {"reports-poll-s", AT_CONF_INT, C(reports_poll_s), 5, 3600, "60",
+     "How often the history reports are fetched again (the rollups behind them change by the hour)."},
+    {"reports-hours", AT_CONF_INT, C(reports_hours), 1, 744, "48", "Length of the hourly history chart, in hours."},
+    {"reports-days", AT_CONF_INT, C(reports_days), 1, 366, "30",
+     "Length of the daily history chart and the per-campaign table, in days."},
     {"log-level", AT_CONF_STR, C(log_level), 1, 8, "info", "debug, info, warn or error."},
 };
 

@@ -27,6 +27,11 @@ typedef struct dash_conf_s {
     at_conf_list_t auth_token; /* secret: Bearer tokens / login tokens */
     bool cookie_secure;        /* Secure attribute of the session cookie */
     int64_t session_hours;     /* lifetime of a login session cookie */
+    char *reports;         /* coredata base URL for the history charts, "" = off */
+    char *reports_token;   /* secret: a coredata read token */
+    int64_t reports_poll_s;
+    int64_t reports_hours; /* hourly chart length */
+    int64_t reports_days;  /* daily chart length */
     char *log_level;
 } dash_conf_t;
 

@@ -5,6 +5,7 @@
  *   GET /events         Server-Sent Events: `snapshot` at once and every poll, `change` on
  *                       every core-data change, comment heartbeats
  *   GET /api/snapshot   the latest snapshot JSON
+ *   GET /api/history    the latest history JSON (dash_history.h; 404 without --reports)
  *   GET /healthz /readyz /metrics
  *   GET /login          the sign-in form; POST /login (form field token) sets the session
  *                       cookie; POST /logout clears it
@@ -181,6 +182,8 @@ static int handle_events(dash_server_t *srv, h2o_req_t *req)
         dash_sse_event(&b, "snapshot", srv->snapshot, srv->snapshot_len);
     else
         dash_sse_comment(&b, "waiting for the first poll");
+    if (srv->history != NULL)
+        dash_sse_event(&b, "history", srv->history, srv->history_len);
     if (!b.failed)
         client_push(cl, b.p, b.len, dash_mono_ms());
     dash_buf_free(&b);
@@ -189,15 +192,22 @@ static int handle_events(dash_server_t *srv, h2o_req_t *req)
 
 void dash_http_on_message(dash_server_t *srv, dash_msg_t *msg)
 {
-    const char *event = msg->kind == DASH_MSG_SNAPSHOT ? "snapshot" : "change";
+    const char *event = msg->kind == DASH_MSG_SNAPSHOT  ? "snapshot"
+                        : msg->kind == DASH_MSG_HISTORY ? "history"
+                                                         : "change";
+    const char *data = msg->json;
     if (msg->kind == DASH_MSG_SNAPSHOT) {
         free(srv->snapshot);
         srv->snapshot = msg->json;
         srv->snapshot_len = msg->len;
         msg->json = NULL;
         at_counter_add(srv->stats.snapshots, 1);
+    } else if (msg->kind == DASH_MSG_HISTORY) {
+        free(srv->history);
+        srv->history = msg->json;
+        srv->history_len = msg->len;
+        msg->json = NULL;
     }
-    const char *data = msg->kind == DASH_MSG_SNAPSHOT ? srv->snapshot : msg->json;
     if (srv->nclients > 0) {
         dash_buf_t b;
         dash_buf_init(&b, DASH_SNAPSHOT_MAX + 4096);
@@ -254,6 +264,21 @@ static int handle_metrics(dash_server_t *srv, h2o_req_t *req)
     }
     send_body(req, 200, "OK", "text/plain; version=0.0.4", text, len);
     free(text);
+    return 0;
+}
+
+static int handle_history(dash_server_t *srv, h2o_req_t *req)
+{
+    if (!srv->history_on) {
+        send_json_msg(req, 404, "Not Found", "error", "history is off: start the dashboard with --reports and --reports-token");
+        return 0;
+    }
+    if (srv->history == NULL) {
+        send_json_msg(req, 503, "Service Unavailable", "error", "no history yet: the first report fetch has not finished");
+        return 0;
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    send_body(req, 200, "OK", "application/json", srv->history, srv->history_len);
     return 0;
 }
 
@@ -436,6 +461,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return handle_events(srv, req);
     if (path_is(req, "/api/snapshot"))
         return handle_snapshot(srv, req);
+    if (path_is(req, "/api/history"))
+        return handle_history(srv, req);
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     const dash_asset_t *a = dash_asset_find(req->path.base, plen);
     if (a != NULL) {
@@ -446,7 +473,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     send_json_msg(req, 404, "Not Found", "error",
-                  "path: expected /, /events, /api/snapshot, /healthz, /readyz or /metrics");
+                  "path: expected /, /events, /api/snapshot, /api/history, /healthz, /readyz or /metrics");
     return 0;
 }
 

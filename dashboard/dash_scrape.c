@@ -157,6 +157,12 @@ static int connect_deadline(const dash_url_t *u, int64_t deadline, at_err_t *err
 
 int dash_scrape_get(const dash_url_t *u, int timeout_ms, size_t max_bytes, char **body, size_t *len, at_err_t *err)
 {
+    return dash_http_get(u, "text/plain", NULL, timeout_ms, max_bytes, body, len, err);
+}
+
+int dash_http_get(const dash_url_t *u, const char *accept, const char *bearer, int timeout_ms, size_t max_bytes,
+                  char **body, size_t *len, at_err_t *err)
+{
     int64_t deadline = mono_ms() + timeout_ms;
     *body = NULL;
     *len = 0;
@@ -164,10 +170,14 @@ int dash_scrape_get(const dash_url_t *u, int timeout_ms, size_t max_bytes, char 
     if (fd < 0)
         return -1;
 
-    char req[1400];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.0\r\nHost: %s:%d\r\nAccept: text/plain\r\nUser-Agent: adtrack-dashboard\r\n\r\n",
-                     u->path, u->host, u->port);
+    char req[2600];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s:%d\r\nAccept: %s\r\n%s%s%sUser-Agent: adtrack-dashboard\r\n\r\n",
+                     u->path, u->host, u->port, accept, bearer ? "Authorization: Bearer " : "", bearer ? bearer : "",
+                     bearer ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        close(fd);
+        return at_err_set(err, AT_ERR_INVALID, "request line and headers longer than %zu bytes", sizeof(req));
+    }
     size_t off = 0;
     while (off < (size_t)n) {
         ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);

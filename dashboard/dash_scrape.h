@@ -28,4 +28,9 @@ int dash_scrape_spec(const char *spec, char *name, size_t name_size, char *url, 
  */
 int dash_scrape_get(const dash_url_t *u, int timeout_ms, size_t max_bytes, char **body, size_t *len, at_err_t *err);
 
+/* As dash_scrape_get, with the Accept header @p accept and, unless @p bearer is NULL,
+ * "Authorization: Bearer <bearer>" (the caller keeps it free of line breaks). */
+int dash_http_get(const dash_url_t *u, const char *accept, const char *bearer, int timeout_ms, size_t max_bytes,
+                  char **body, size_t *len, at_err_t *err);
+
 #endif

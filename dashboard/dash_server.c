@@ -3,6 +3,7 @@
  * and subscriber threads to it. See dash_server.h.
  */
 #include "dash_server.h"
+#include "dash_history.h"
 
 #include <netdb.h>
 #include <stdlib.h>
@@ -45,6 +46,10 @@ static int stats_init(dash_server_t *srv)
     st->logins = at_metrics_counter(m, "adtrack_dashboard_logins_total", NULL, "Successful POST /login.");
     st->login_failures = at_metrics_counter(m, "adtrack_dashboard_login_failures_total", NULL,
                                             "POST /login with a wrong token.");
+    st->history_fetches = at_metrics_counter(m, "adtrack_dashboard_history_fetches_total", NULL,
+                                             "Fetches of the history reports from coredata (--reports).");
+    st->history_errors = at_metrics_counter(m, "adtrack_dashboard_history_errors_total", NULL,
+                                            "History fetches that failed (coredata down, refused, or not JSON).");
     st->redis_up = at_metrics_gauge(m, "adtrack_dashboard_redis_up", NULL, "1 when the last poll of Redis succeeded.");
     st->snapshot_bytes =
         at_metrics_gauge(m, "adtrack_dashboard_snapshot_bytes", NULL, "Size of the last snapshot JSON.");
@@ -147,6 +152,8 @@ dash_server_t *dash_server_new(dash_conf_t *conf, at_err_t *err)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&srv->wake_cv, &ca);
+    pthread_mutex_init(&srv->history_mu, NULL);
+    pthread_cond_init(&srv->history_cv, &ca);
     pthread_condattr_destroy(&ca);
 
     if (at_listen_parse(conf->listen, &srv->addr, &srv->addrlen, err) != 0)
@@ -200,6 +207,9 @@ dash_server_t *dash_server_new(dash_conf_t *conf, at_err_t *err)
         }
     }
 
+    if (dash_history_init(srv, err) != 0)
+        goto fail;
+
     at_accept_raise_fd_limit(&conf->max_connections, 128, "--max-connections");
     at_accept_limits_t lim = {.max_connections = (int)conf->max_connections,
                               .max_per_ip = (int)conf->max_connections_per_ip};
@@ -237,6 +247,11 @@ int dash_server_start(dash_server_t *srv, at_err_t *err)
     if (pthread_create(&srv->sub_tid, NULL, dash_sub_main, srv) != 0)
         return at_err_set(err, AT_ERR_INTERNAL, "cannot start the subscriber thread");
     srv->sub_started = true;
+    if (srv->history_on) {
+        if (pthread_create(&srv->history_tid, NULL, dash_history_main, srv) != 0)
+            return at_err_set(err, AT_ERR_INTERNAL, "cannot start the history thread");
+        srv->history_started = true;
+    }
 
     char hostbuf[INET6_ADDRSTRLEN + 8], port[16], addr[INET6_ADDRSTRLEN + 24], targets[16];
     getnameinfo((struct sockaddr *)&srv->addr, srv->addrlen, hostbuf, sizeof(hostbuf), port, sizeof(port),
@@ -257,7 +272,13 @@ void dash_server_stop(dash_server_t *srv)
         pthread_join(srv->poll_tid, NULL);
     if (srv->sub_started)
         pthread_join(srv->sub_tid, NULL);
-    srv->poll_started = srv->sub_started = false;
+    if (srv->history_started) {
+        pthread_mutex_lock(&srv->history_mu);
+        pthread_cond_signal(&srv->history_cv);
+        pthread_mutex_unlock(&srv->history_mu);
+        pthread_join(srv->history_tid, NULL);
+    }
+    srv->poll_started = srv->sub_started = srv->history_started = false;
     if (srv->loop_started) {
         h2o_multithread_message_t *msg = calloc(1, sizeof(*msg));
         if (msg != NULL)
@@ -280,6 +301,7 @@ void dash_server_destroy(dash_server_t *srv)
     dash_model_destroy(srv->model);
     free(srv->urls);
     free(srv->snapshot);
+    free(srv->history);
     at_metrics_destroy(srv->metrics);
     free(srv);
 }

@@ -11,6 +11,8 @@
  *   - the subscriber thread (dash_poll.c): SUBSCRIBE adtrack:coredata; every change is
  *     handed to the loop at once as an SSE `change` event, and wakes the poll thread so a
  *     fresh snapshot follows immediately.
+ *   - the history thread (dash_history.c, only with --reports): every --reports-poll-s, two
+ *     reports from coredata's GET /v1/reports, handed to the loop as a `history` message.
  * Threads share only: the message queue (h2o's, locked inside), atomics, the poll
  * thread's wake-up condition variable, and the metrics registry (atomic counters).
  */
@@ -39,12 +41,13 @@ typedef struct dash_stats_s {
     at_counter_t *polls, *poll_errors, *scrapes, *scrape_errors;
     at_counter_t *changes, *changes_invalid, *snapshots;
     at_counter_t *auth_refused, *logins, *login_failures;
+    at_counter_t *history_fetches, *history_errors;
     at_gauge_t *redis_up, *snapshot_bytes;
     at_histogram_t *poll_duration;
 } dash_stats_t;
 
 /* A message from the poll or subscriber thread to the loop: an SSE event to broadcast. */
-enum { DASH_MSG_SNAPSHOT = 1, DASH_MSG_CHANGE = 2 };
+enum { DASH_MSG_SNAPSHOT = 1, DASH_MSG_CHANGE = 2, DASH_MSG_HISTORY = 3 };
 typedef struct dash_msg_s {
     h2o_multithread_message_t super;
     int kind;
@@ -78,6 +81,8 @@ struct dash_server_s {
     size_t nclients;
     char *snapshot; /* the latest snapshot JSON (heap), NULL before the first poll */
     size_t snapshot_len;
+    char *history; /* the latest history JSON (heap), NULL before the first fetch or with no --reports */
+    size_t history_len;
     bool loop_stopped;
 
     /* ---- poll thread ---- */
@@ -88,9 +93,16 @@ struct dash_server_s {
     at_log_gate_t redis_gate; /* refused credentials: logged once per new message or 30 s */
     void *redis; /* redisContext *, poll thread only */
 
+    /* ---- history thread (dash_history.c) ---- */
+    bool history_on;        /* --reports given; set before the threads start, then read-only */
+    dash_url_t reports_url; /* --reports, its path without a trailing '/'; read-only after start */
+    bool history_failing;   /* history thread only: the last fetch failed (log once per outage) */
+    pthread_mutex_t history_mu;
+    pthread_cond_t history_cv; /* CLOCK_MONOTONIC; signalled at stop */
+
     /* ---- shared ---- */
-    pthread_t loop_tid, poll_tid, sub_tid;
-    bool loop_started, poll_started, sub_started;
+    pthread_t loop_tid, poll_tid, sub_tid, history_tid;
+    bool loop_started, poll_started, sub_started, history_started;
     atomic_bool stopping;
     atomic_bool redis_up;
     atomic_bool subscribed;

@@ -164,4 +164,83 @@ r SADD adtrack:campaigns camp-it
 r HSET adtrack:campaign:camp-it version 6 doc '{"id":"camp-it","name":"IT Spring","status":"active"}'
 r HSET "adtrack:stats:camp-it:$(date -u +%Y%m%d%H%M)" imp 5
 wait_for 10 'test "$(json '\''s["campaigns"][0]["imp"] if s["campaigns"] else -1'\'')" = 5' || fail "counts after the restart"
+# 7. history (--reports): a stand-in for coredata's GET /v1/reports that insists on the read
+# token, answers what the query asked for, and logs every query. The dashboard fetches both
+# reports, serves them at /api/history and streams them as `event: history`; a wrong token
+# or a dead coredata shows as ok:false with the reason; the live view is not affected.
+readtok="read-$tok"
+cat > "$tmp/reports.py" <<'PY'
+import json, sys, urllib.parse
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, token, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        u = urllib.parse.urlparse(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        with open(log, "a") as f: f.write(self.path + "\n")
+        if self.headers.get("Authorization") != "Bearer " + token:
+            self.send_response(401); self.end_headers(); self.wfile.write(b'{"error":"token"}'); return
+        if u.path != "/v1/reports":
+            self.send_response(404); self.end_headers(); return
+        if q.get("granularity") == "hour":
+            rows = [{"period": q["from"], "imp": 40, "click": 2, "conv": 1, "spend_micros": 100000}]
+        else:
+            rows = [{"period": q["from"] + "T00:00:00Z", "campaign": "camp-it", "imp": 700, "click": 9, "conv": 2,
+                     "spend_micros": 1750000}]
+        body = json.dumps({"from": q["from"], "to": q["to"], "granularity": q["granularity"], "rows": rows,
+                           "data_through": "2026-12-03T17:00:00Z"}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+cport=$(port)
+python3 "$tmp/reports.py" "$cport" "$readtok" "$tmp/reports.log" &
+reports_pid=$!
+pids+=($reports_pid)
+wait_for 10 'curl -s -o /dev/null "http://127.0.0.1:$cport/"' || fail "stand-in reports server did not start"
+hport=$(port)
+(umask 077 && printf '%s\n' "$readtok" > "$tmp/reports.token")
+ADTRACK_AUTH_TOKEN_FILE="$tmp/dashboard.token" ADTRACK_REPORTS_TOKEN_FILE="$tmp/reports.token" \
+    "$bin/adtrack-dashboard" --listen "127.0.0.1:$hport" --redis "127.0.0.1:$rport" \
+    --reports "http://127.0.0.1:$cport/" --reports-poll-s 5 --reports-hours 24 --reports-days 7 2>"$tmp/dash-hist.err" &
+pids+=($!)
+hist() { curl -sf -H "$authz" "http://127.0.0.1:$hport/api/history" | python3 -c "import json,sys; h=json.load(sys.stdin); print($1)"; }
+wait_for 15 'test "$(hist '\''h["ok"]'\'')" = True' || fail "history never ok: $(curl -s -H "$authz" "http://127.0.0.1:$hport/api/history")"
+[ "$(hist 'h["hourly"]["rows"][0]["imp"], h["daily"]["rows"][0]["campaign"]')" = "40 camp-it" ] || fail "history content: $(hist h)"
+grep -q 'granularity=hour&tz=UTC' "$tmp/reports.log" || fail "no hourly report asked for: $(cat "$tmp/reports.log")"
+grep -q 'granularity=day&tz=UTC&group_by=campaign' "$tmp/reports.log" || fail "no daily report by campaign asked for"
+# 24 hours and 7 days, to the next hour / day boundary
+python3 - "$tmp/reports.log" <<'PY' || fail "report ranges: $(head -2 "$tmp/reports.log")"
+import sys, urllib.parse, datetime as d
+for line in [l for l in open(sys.argv[1]).read().split() if l.startswith("/v1/reports")][:2]:
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(line).query))
+    if q["granularity"] == "hour":
+        f, t = (d.datetime.strptime(q[k], "%Y-%m-%dT%H:%M:%SZ") for k in ("from", "to"))
+        assert t - f == d.timedelta(hours=24) and t.minute == 0 and t > d.datetime.utcnow(), q
+    else:
+        f, t = (d.date.fromisoformat(q[k]) for k in ("from", "to"))
+        assert (t - f).days == 7 and t > d.datetime.utcnow().date(), q
+PY
+curl -sN -H "$authz" "http://127.0.0.1:$hport/events" > "$tmp/sse-hist.out" 2>/dev/null &
+pids+=($!)
+wait_for 10 'grep -q '\''^event: history'\'' "$tmp/sse-hist.out"' || fail "no history event on /events"
+[ "$(code_of -H "$authz" "http://127.0.0.1:$dport/api/history")" = 404 ] || fail "/api/history without --reports is not 404"
+[ "$(code_of "http://127.0.0.1:$hport/api/history")" = 401 ] || fail "/api/history without a token is not 401"
+# coredata gone: the next fetch says so, the live view goes on
+{ kill -9 "$reports_pid" && wait "$reports_pid"; } 2>/dev/null || true
+wait_for 15 'test "$(hist '\''h["ok"]'\'')" = False' || fail "history still ok with its server dead"
+hist 'h["error"]' | grep -q 'connect' || fail "history error does not say why: $(hist 'h["error"]')"
+grep -q 'history reports unavailable' "$tmp/dash-hist.err" || fail "no warning in the log"
+grep -q '^adtrack_dashboard_history_errors_total [1-9]' <<<"$(curl -s "http://127.0.0.1:$hport/metrics")" || fail "history errors counter"
+# the wrong token: refused, shown with the status
+python3 "$tmp/reports.py" "$cport" "other-token" "$tmp/reports.log" &
+pids+=($!)
+wait_for 15 'hist '\''h["error"]'\'' | grep -q "HTTP 401"' || fail "a refused token is not shown: $(hist h)"
+# --reports without a token does not start
+if timeout 10 "$bin/adtrack-dashboard" --listen 127.0.0.1:0 --redis "127.0.0.1:$rport" --auth none \
+    --reports "http://127.0.0.1:$cport" >/dev/null 2>"$tmp/dash-nort.err"; then
+    fail "--reports without --reports-token started"
+fi
+grep -q -- "--reports-token: required with --reports" "$tmp/dash-nort.err" || fail "no clear message without --reports-token"
 echo "PASS"

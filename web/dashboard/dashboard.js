@@ -1,7 +1,10 @@
 /* adtrack live dashboard: renders the snapshots and changes that GET /events streams
  * (Server-Sent Events). No build step, no dependencies. EventSource reconnects by itself.
  * For tests: window.dashboard.lastSnapshot, .lastChange, .changes; every campaign card has
- * data-campaign="<id>" and its values data-field="imp|view|click|ctr|events_per_s|...". */
+ * data-campaign="<id>" and its values data-field="imp|view|click|ctr|events_per_s|...".
+ * History (when the dashboard runs with --reports): window.dashboard.lastHistory; the bars
+ * are #history-hourly / #history-daily rect[data-period][data-value], the table rows
+ * tr[data-campaign]. */
 (function () {
   "use strict";
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -271,6 +274,110 @@
     while (ol.children.length > 30) ol.lastChild.remove();
   }
 
+  /* ---- history: the hourly and daily reports (coredata's GET /v1/reports, fetched by the
+   * dashboard's history thread). Periods without a row are drawn as 0: the reports only
+   * list periods that have numbers. ---- */
+  let historyMetric = "imp";
+  const fmtMetric = (m, v) => (m === "spend_micros" ? fmtMoney(v) : fmtInt(v));
+  function periods(from, to, stepMs) {
+    const out = [];
+    for (let t = Date.parse(from), end = Date.parse(to); isNum(t) && t < end && out.length < 1000; t += stepMs)
+      out.push(t);
+    return out;
+  }
+  function sumBy(rows, metric) {
+    const m = new Map();
+    for (const r of rows || []) {
+      const t = Date.parse(r.period);
+      const v = isNum(r[metric]) ? r[metric] : 0;
+      m.set(t, (m.get(t) || 0) + v);
+    }
+    return m;
+  }
+  function drawBars(svg, axis, ts, byTime, metric, label) {
+    const values = ts.map((t) => byTime.get(t) || 0);
+    const max = niceMax(values);
+    const w = 600 / Math.max(values.length, 1);
+    while (svg.firstChild) svg.firstChild.remove();
+    values.forEach((v, i) => {
+      const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      const h = (v / max) * 116;
+      r.setAttribute("x", String(i * w + w * 0.12));
+      r.setAttribute("width", String(w * 0.76));
+      r.setAttribute("y", String(120 - Math.max(h, v > 0 ? 1.5 : 1)));
+      r.setAttribute("height", String(Math.max(h, v > 0 ? 1.5 : 1)));
+      r.dataset.period = new Date(ts[i]).toISOString();
+      r.dataset.value = String(v);
+      const tip = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      tip.textContent = label(ts[i]) + ": " + fmtMetric(metric, v);
+      r.appendChild(tip);
+      svg.appendChild(r);
+    });
+    setText($('[data-field="first"]', axis), ts.length ? label(ts[0]) : "");
+    setText($('[data-field="max"]', axis), "max " + fmtMetric(metric, max));
+    setText($('[data-field="last"]', axis), ts.length ? label(ts[ts.length - 1]) : "");
+  }
+  const hourLabel = (t) => new Date(t).toISOString().slice(5, 13).replace("T", " ") + "h";
+  const dayLabel = (t) => new Date(t).toISOString().slice(0, 10);
+  function renderHistoryTable(daily) {
+    const per = new Map();
+    for (const r of daily.rows || []) {
+      const c = per.get(r.campaign) || { imp: 0, click: 0, conv: 0, spend: 0 };
+      c.imp += r.imp || 0; c.click += r.click || 0; c.conv += r.conv || 0; c.spend += r.spend_micros || 0;
+      per.set(r.campaign, c);
+    }
+    const body = $("#history-table tbody");
+    while (body.firstChild) body.firstChild.remove();
+    const top = [...per.entries()].sort((a, b) => b[1].spend - a[1].spend || b[1].imp - a[1].imp).slice(0, 20);
+    for (const [id, c] of top) {
+      const tr = document.createElement("tr");
+      tr.dataset.campaign = id;
+      const cells = [id, fmtInt(c.imp), fmtInt(c.click), fmtPct(c.imp ? c.click / c.imp : null), fmtInt(c.conv),
+        fmtMoney(c.spend), c.conv ? fmtMoney(c.spend / c.conv) : "–"];
+      for (const text of cells) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
+      body.appendChild(tr);
+    }
+    if (!top.length) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 7; td.className = "muted"; td.textContent = "no numbers in this range yet";
+      tr.appendChild(td); body.appendChild(tr);
+    }
+  }
+  function renderHistory(h) {
+    state.lastHistory = h;
+    const sec = $("#history");
+    sec.hidden = false;
+    const err = $("#history-error");
+    if (!h.ok) {
+      sec.dataset.state = "unavailable";
+      err.hidden = false;
+      setText(err, "reports unavailable: " + (h.error || "unknown error"));
+      return;
+    }
+    err.hidden = true;
+    sec.dataset.state = "ok";
+    const hourTs = periods(h.hourly.from, h.hourly.to, 3600e3);
+    const dayTs = periods(h.daily.from, h.daily.to, 86400e3);
+    setText($("#history-hours"), String(hourTs.length));
+    setText($("#history-days"), String(dayTs.length));
+    drawBars($("#history-hourly"), $("#history-hourly").nextElementSibling, hourTs, sumBy(h.hourly.rows, historyMetric),
+      historyMetric, hourLabel);
+    drawBars($("#history-daily"), $("#history-daily").nextElementSibling, dayTs, sumBy(h.daily.rows, historyMetric),
+      historyMetric, dayLabel);
+    renderHistoryTable(h.daily);
+    const through = h.hourly.data_through;
+    setText($("#history-note"), "from the hourly rollups" + (through ? ", data through " + through : ""));
+  }
+  for (const b of document.querySelectorAll(".metric-pick button")) {
+    b.addEventListener("click", () => {
+      historyMetric = b.dataset.metric;
+      for (const o of document.querySelectorAll(".metric-pick button"))
+        o.setAttribute("aria-pressed", String(o === b));
+      if (state.lastHistory) renderHistory(state.lastHistory);
+    });
+  }
+
   function setConn(st, text) {
     const c = $("#conn");
     c.dataset.state = st;
@@ -291,6 +398,9 @@
     };
     es.addEventListener("snapshot", (e) => {
       try { render(JSON.parse(e.data)); } catch (err) { console.error("bad snapshot", err); }
+    });
+    es.addEventListener("history", (e) => {
+      try { renderHistory(JSON.parse(e.data)); } catch (err) { console.error("bad history", err); }
     });
     es.addEventListener("change", (e) => {
       try { applyChange(JSON.parse(e.data)); } catch (err) { console.error("bad change", err); }
