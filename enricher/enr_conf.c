@@ -31,7 +31,7 @@ static const at_conf_opt_t enr_conf_opts[] = {
     {"sink-rotate-bytes", AT_CONF_INT, C(sink_rotate_bytes), 4096, INT64_C(1) << 40, "67108864",
      "File sink: start a new file once the current one passes this size."},
     {"batch-size", AT_CONF_INT, C(batch_size), 1, 5000, "1000", "Most events processed (and committed) together."},
-    {"batch-max-ms", AT_CONF_INT, C(batch_max_ms), 1, 60000, "100",
+    {"batch-max-ms", AT_CONF_INT, C(batch_max_ms), 1, 60000, "50",
      "Longest wait to fill a batch before processing what has arrived."},
     {"cache-ttl-ms", AT_CONF_INT, C(cache_ttl_ms), 1000, INT64_C(86400000) * 30, "300000",
      "Safety-net lifetime of a cached campaign or publisher; changes normally arrive by pub/sub."},
