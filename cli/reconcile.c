@@ -316,7 +316,7 @@ static int reconcile_main(int argc, char **argv)
         BSON_APPEND_UTF8(&out, "uniques_tolerance", tolerance);
         if (warning != NULL)
             BSON_APPEND_UTF8(&out, "warning", warning);
-        BSON_APPEND_DOUBLE(&out, "seconds", secs);
+        BSON_APPEND_INT64(&out, "milliseconds", (int64_t)(secs * 1000.0 + 0.5));
         BSON_APPEND_INT64(&out, "tally_bytes_max", (int64_t)r.tally_bytes_max);
         BSON_APPEND_INT64(&out, "max_rss_kib", max_rss_kib());
         char *json = bson_as_relaxed_extended_json(&out, NULL);
