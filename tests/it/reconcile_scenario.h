@@ -37,7 +37,7 @@ typedef struct rs_backend_s {
     void (*put_stats)(void *ctx, bson_t *const *docs, size_t n);
     /* Checks what the store holds outside the range after the repairs. */
     void (*check_outside)(void *ctx);
-    const char *store_args[4]; /* e.g. "--mongo", uri, NULL */
+    const char *store_args[6]; /* e.g. "--mongo", uri, NULL */
     void *ctx;
 } rs_backend_t;
 
@@ -277,7 +277,7 @@ static rs_run_t rs_reconcile(rs_backend_t *b, const char *from, const char *to, 
     char *bin = ts_bin("adtrack");
     const char *argv[32] = {bin, "rollups", "reconcile", "--from", from, "--to", to};
     size_t n = 7;
-    for (size_t i = 0; b != NULL && b->store_args[i]; i++)
+    for (size_t i = 0; b != NULL && i < AT_ARRAY_LEN(b->store_args) && b->store_args[i]; i++)
         argv[n++] = b->store_args[i];
     if (repair)
         argv[n++] = "--repair";
@@ -297,7 +297,7 @@ static rs_run_t rs_reconcile(rs_backend_t *b, const char *from, const char *to, 
         if (r.json == NULL)
             fail_msg("stdout is not JSON (%s): %s\nstderr: %s", e.message, r.out, r.err);
     }
-    fprintf(stderr, "[rec] %s %s..%s%s: exit %d\n%s%s", b ? b->store_args[0] : "", from, to, repair ? " --repair" : "",
+    fprintf(stderr, "[rec] %s %s..%s%s: exit %d\n%s%s", b && b->store_args[0] ? b->store_args[0] : "(no store)", from, to, repair ? " --repair" : "",
             r.status, r.out, r.err);
     free(bin);
     return r;
