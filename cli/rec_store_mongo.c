@@ -24,7 +24,8 @@
 typedef struct mongo_store_s {
     rec_store_t base;
     mongoc_client_t *client; /* owned */
-    bson_t write_opts;       /* the write concern majority */
+    bson_t *write_opts;      /* owned: the write concern majority. A pointer, because a
+                                bson_t wants 128-byte alignment, which calloc does not give */
 } mongo_store_t;
 
 static int64_t mongo_step_ms(rec_store_t *s, int64_t from_ms, int64_t to_ms)
@@ -115,7 +116,7 @@ static int mongo_write(rec_store_t *s, bson_t *const *docs, size_t n, size_t *wr
     mongo_store_t *ms = (mongo_store_t *)s;
     mongoc_collection_t *c = mongoc_client_get_collection(ms->client, REC_MONGO_DB, "stats_hourly");
     bson_t opts;
-    bson_copy_to(&ms->write_opts, &opts);
+    bson_copy_to(ms->write_opts, &opts);
     BSON_APPEND_BOOL(&opts, "upsert", true);
     int rc = 0;
     size_t i;
@@ -142,7 +143,7 @@ static void mongo_free(rec_store_t *s)
 {
     mongo_store_t *ms = (mongo_store_t *)s;
     mongoc_client_destroy(ms->client);
-    bson_destroy(&ms->write_opts);
+    bson_destroy(ms->write_opts);
     free(ms);
 }
 
@@ -153,10 +154,10 @@ rec_store_t *rec_store_mongo_new(const char *uri, at_err_t *err)
         at_err_set(err, AT_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    bson_init(&ms->write_opts);
-    ms->client = at_mongo_client_new(uri, "adtrack-reconcile", "majority", REC_MONGO_WTIMEOUT_MS, &ms->write_opts, err);
+    ms->write_opts = bson_new();
+    ms->client = at_mongo_client_new(uri, "adtrack-reconcile", "majority", REC_MONGO_WTIMEOUT_MS, ms->write_opts, err);
     if (ms->client == NULL) {
-        bson_destroy(&ms->write_opts);
+        bson_destroy(ms->write_opts);
         free(ms);
         return NULL;
     }
