@@ -111,29 +111,50 @@ static int mongo_load(rec_store_t *s, rec_tally_t *t, int64_t from_ms, int64_t t
     return rc;
 }
 
+/* One ordered bulk of replace-with-upsert by _id: one round trip for all of a chunk's
+ * corrections (FerretDB took ~90 ms per single replace), stopping at the first failure so
+ * that what was written is a prefix, counted from the reply. */
 static int mongo_write(rec_store_t *s, bson_t *const *docs, size_t n, size_t *written, at_err_t *err)
 {
     mongo_store_t *ms = (mongo_store_t *)s;
+    if (written != NULL)
+        *written = 0;
+    if (n == 0)
+        return 0;
     mongoc_collection_t *c = mongoc_client_get_collection(ms->client, REC_MONGO_DB, "stats_hourly");
     bson_t opts;
     bson_copy_to(ms->write_opts, &opts);
-    BSON_APPEND_BOOL(&opts, "upsert", true);
+    BSON_APPEND_BOOL(&opts, "ordered", true);
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(c, &opts);
+    bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+    bson_error_t e;
     int rc = 0;
-    size_t i;
-    for (i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
         bson_iter_t it;
         bson_iter_init_find(&it, docs[i], "_id");
         bson_t sel = BSON_INITIALIZER;
         BSON_APPEND_UTF8(&sel, "_id", bson_iter_utf8(&it, NULL));
-        bson_t reply;
-        bson_error_t e;
-        if (!mongoc_collection_replace_one(c, &sel, docs[i], &opts, &reply, &e))
-            rc = at_mongo_fail("replace stats_hourly correction", &e, &reply, err);
-        bson_destroy(&reply);
+        if (!mongoc_bulk_operation_replace_one_with_opts(bulk, &sel, docs[i], upsert, &e))
+            rc = at_err_set(err, AT_ERR_INTERNAL, "mongo replace stats_hourly correction: %s", e.message);
         bson_destroy(&sel);
     }
-    if (written != NULL)
-        *written = rc == 0 ? n : i - 1;
+    if (rc == 0) {
+        bson_t reply;
+        bool ok = mongoc_bulk_operation_execute(bulk, &reply, &e) != 0;
+        bson_iter_t it;
+        int64_t done = 0;
+        if (bson_iter_init_find(&it, &reply, "nMatched"))
+            done += bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, &reply, "nUpserted"))
+            done += bson_iter_as_int64(&it);
+        if (written != NULL)
+            *written = (size_t)done;
+        if (!ok)
+            rc = at_mongo_fail("replace stats_hourly corrections", &e, &reply, err);
+        bson_destroy(&reply);
+    }
+    bson_destroy(upsert);
+    mongoc_bulk_operation_destroy(bulk);
     bson_destroy(&opts);
     mongoc_collection_destroy(c);
     return rc;
