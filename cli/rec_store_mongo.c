@@ -20,6 +20,7 @@
 #define REC_MONGO_DB "adtrack"
 #define REC_MONGO_BATCH 2000
 #define REC_MONGO_WTIMEOUT_MS 10000
+#define REC_MONGO_WRITE_BATCH 100
 
 typedef struct mongo_store_s {
     rec_store_t base;
@@ -111,12 +112,13 @@ static int mongo_load(rec_store_t *s, rec_tally_t *t, int64_t from_ms, int64_t t
     return rc;
 }
 
-/* One ordered bulk of replace-with-upsert by _id: one round trip for all of a chunk's
- * corrections (FerretDB took ~90 ms per single replace), stopping at the first failure so
- * that what was written is a prefix, counted from the reply. */
-static int mongo_write(rec_store_t *s, bson_t *const *docs, size_t n, size_t *written, at_err_t *err)
+/* Ordered bulks of replace-with-upsert by _id, REC_MONGO_WRITE_BATCH at a time: one round
+ * trip per batch instead of one per correction, and a batch small enough to finish well
+ * within the socket timeout (wtimeout + 10 s) even on FerretDB, which takes ~90 ms per
+ * upsert: 1,001 in one command timed out there. Ordered, so what was written when one fails
+ * is a prefix, counted from the replies. */
+static int mongo_write_batch(mongo_store_t *ms, bson_t *const *docs, size_t n, size_t *written, at_err_t *err)
 {
-    mongo_store_t *ms = (mongo_store_t *)s;
     if (written != NULL)
         *written = 0;
     if (n == 0)
@@ -157,6 +159,20 @@ static int mongo_write(rec_store_t *s, bson_t *const *docs, size_t n, size_t *wr
     mongoc_bulk_operation_destroy(bulk);
     bson_destroy(&opts);
     mongoc_collection_destroy(c);
+    return rc;
+}
+
+static int mongo_write(rec_store_t *s, bson_t *const *docs, size_t n, size_t *written, at_err_t *err)
+{
+    size_t total = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i += REC_MONGO_WRITE_BATCH) {
+        size_t done = 0;
+        rc = mongo_write_batch((mongo_store_t *)s, docs + i, AT_MIN(REC_MONGO_WRITE_BATCH, n - i), &done, err);
+        total += done;
+    }
+    if (written != NULL)
+        *written = total;
     return rc;
 }
 

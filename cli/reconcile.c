@@ -284,8 +284,8 @@ static int reconcile_main(int argc, char **argv)
     if (failed != 0) {
         fprintf(stderr, "adtrack rollups reconcile: %s\n", err.msg);
         if (r.repaired > 0)
-            fprintf(stderr, "adtrack rollups reconcile: %zu correction%s written before the failure\n", r.repaired,
-                    r.repaired == 1 ? " was" : "s were");
+            fprintf(stderr, "adtrack rollups reconcile: %zu correction%s confirmed written before the failure\n",
+                    r.repaired, r.repaired == 1 ? " was" : "s were");
         rc = 2;
     } else {
         rc = r.drifting > 0 && (!conf.repair || r.unrepairable > 0) ? 1 : 0;
