@@ -24,6 +24,7 @@
 #include "at_conf.h"
 #include "at_main.h"
 #include "cli_http.h"
+#include "reconcile.h"
 #include "up.h"
 
 typedef struct cli_conf_s {
@@ -362,6 +363,8 @@ int main(int argc, char **argv)
     /* `up` has its own options (a config table of its own), so it takes the rest of argv. */
     if (argc >= 2 && strcmp(argv[1], "up") == 0)
         return up_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "rollups") == 0)
+        return rollups_main(argc - 1, argv + 1);
     args_t a = {0};
     char **cargv = calloc((size_t)argc + 1, sizeof(char *));
     int cargc = 0;
