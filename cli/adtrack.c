@@ -24,6 +24,7 @@
 #include "at_conf.h"
 #include "at_main.h"
 #include "cli_http.h"
+#include "report.h"
 #include "up.h"
 
 typedef struct cli_conf_s {
@@ -51,6 +52,7 @@ static const at_conf_table_t cli_table = {
                "  publisher put FILE|- | get ID | delete ID | list [...]\n"
                "  seed demo                    load a realistic demo data set\n"
                "  up [options]                 run the whole pipeline locally, supervised (adtrack up --help)\n"
+               "  report --from T --to T [...] a report from the hourly rollups (adtrack report --help)\n"
                "Writes accept --if-match VERSION. Exit status: 0 ok, 1 refused by the API, 2 usage, 3 unreachable.",
     .opts = cli_opts,
     .nopts = AT_ARRAY_LEN(cli_opts),
@@ -362,6 +364,8 @@ int main(int argc, char **argv)
     /* `up` has its own options (a config table of its own), so it takes the rest of argv. */
     if (argc >= 2 && strcmp(argv[1], "up") == 0)
         return up_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "report") == 0)
+        return report_main(argc - 1, argv + 1);
     args_t a = {0};
     char **cargv = calloc((size_t)argc + 1, sizeof(char *));
     int cargc = 0;
