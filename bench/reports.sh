@@ -12,10 +12,11 @@ DAYS=30
 CAMPAIGNS=1000
 REQUESTS=7
 KEEP=0
+DATA=
 
 usage() {
     cat <<'EOF'
-Usage: bench/reports.sh [--days N] [--campaigns N] [--requests N] [--keep]
+Usage: bench/reports.sh [--days N] [--campaigns N] [--requests N] [--keep] [--data FILE]
 
 Generates the rollups (N days x N campaigns, 2 documents per campaign-hour; default 30 x 1000
 = 1,440,000 documents, ~6 non-zero HyperLogLog registers each), starts adtrack-coredata with
@@ -26,7 +27,8 @@ median (and min/max) client-side time of --requests (default 7) reports each:
   day   by campaign,publisher
   day   by campaign, all metrics incl. uniques and rejected_by_reason, CSV
 Builds nothing: binaries come from $ADTRACK_BIN_DIR (default build/bin). --keep keeps the
-generated data and coredata's log (printed at the end).
+generated data and coredata's log (printed at the end); --data FILE reuses such a generated
+stats_hourly-000001.jsonl (copied; --days/--campaigns must match it).
 EOF
 }
 
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
     --campaigns) CAMPAIGNS=$2; shift 2 ;;
     --requests) REQUESTS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --data) DATA=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "reports.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -51,6 +54,9 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$WORK/stats" "$WORK/cd"
 
+if [ -n "$DATA" ]; then
+    cp "$DATA" "$WORK/stats_hourly-000001.jsonl"
+else
 echo "generating $DAYS days x $CAMPAIGNS campaigns ..." >&2
 python3 - "$DAYS" "$CAMPAIGNS" "$WORK/stats_hourly-000001.jsonl" <<'PY'
 import random, sys, datetime
@@ -77,6 +83,7 @@ with open(out, "w") as f:
                         % (hs, c, cr, p, k, hs, c, c % 100, cr, p, k, hour * 1000 + c, imp, imp * 6 // 10, click,
                            conv, imp * 2500, conv * 1000000, imp // 50, imp // 50, regs, mt))
 PY
+fi
 LINES=$(wc -l <"$WORK/stats_hourly-000001.jsonl")
 BYTES=$(stat -c %s "$WORK/stats_hourly-000001.jsonl")
 

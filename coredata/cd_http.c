@@ -269,18 +269,17 @@ static void respond_report(cd_server_t *srv, h2o_req_t *req, cd_report_req_t *r,
         send_error(srv, req, 503, "reports: out of memory", NULL, NULL, start_ns);
         return;
     }
-    if (!r->csv) {
-        send_json(srv, req, r->status, r->body, r->body_len, start_ns);
-        return;
-    }
+    /* Not send_json: a report can be tens of megabytes, and h2o_send_inline copies it already. */
     req->res.status = r->status;
     req->res.reason = reason_of(r->status);
     req->res.content_length = r->body_len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("text/csv; charset=utf-8; header=present"));
+    if (r->csv)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("text/csv; charset=utf-8; header=present"));
+    else
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    h2o_iovec_t body = h2o_strdup(&req->pool, r->body, r->body_len);
-    h2o_send_inline(req, body.base, body.len);
+    h2o_send_inline(req, r->body, r->body_len); /* copies the body (into the request's pool) */
     count_response(srv, r->status, start_ns);
 }
 

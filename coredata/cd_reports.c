@@ -19,6 +19,7 @@
 #include "at_mongo.h"
 #include "cd_doc.h"
 #include "cd_rindex.h"
+#include "cd_rline.h"
 #include "cd_rquery.h"
 
 #define COMP "reports"
@@ -176,7 +177,8 @@ static void take_line(cd_reports_t *rp, const char *line, size_t len, const char
         return;
     bson_t doc;
     bson_error_t e;
-    if (!bson_init_from_json(&doc, line, (ssize_t)len, &e)) {
+    /* The fast reader takes what the enricher writes; libbson anything else. */
+    if (cd_rline_parse(line, len, &doc) != 0 && !bson_init_from_json(&doc, line, (ssize_t)len, &e)) {
         if (rp->invalid != NULL)
             at_counter_add(rp->invalid, 1);
         at_log(AT_LOG_WARN, COMP, "stats_hourly line skipped: not JSON", "file", path, "error", e.message, NULL);

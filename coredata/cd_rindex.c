@@ -497,14 +497,6 @@ double cd_rindex_hll_estimate(const uint32_t hist[AT_HLL_RANK_MAX + 1])
     return e;
 }
 
-static double estimate(const at_hll_t *h)
-{
-    uint32_t hist[AT_HLL_RANK_MAX + 1] = {0};
-    for (size_t i = 0; i < AT_HLL_REGISTERS; i++)
-        hist[h->reg[i]]++;
-    return cd_rindex_hll_estimate(hist);
-}
-
 static void add_sums(cd_rsums_t *a, const cd_rsums_t *b)
 {
     a->imp += b->imp;
@@ -516,19 +508,36 @@ static void add_sums(cd_rsums_t *a, const cd_rsums_t *b)
     a->rejected += b->rejected;
 }
 
-static void merge_u(at_hll_t *h, const rdoc_t *d)
+/* A sketch being merged into, with its registers counted by rank. */
+typedef struct sketch_s {
+    at_hll_t hll;
+    uint32_t hist[AT_HLL_RANK_MAX + 1];
+} sketch_t;
+
+static void sketch_clear(sketch_t *k)
+{
+    at_hll_clear(&k->hll);
+    memset(k->hist, 0, sizeof(k->hist));
+    k->hist[0] = AT_HLL_REGISTERS;
+}
+
+static void merge_u(sketch_t *k, const rdoc_t *d)
 {
     for (uint16_t i = 0; i < d->nu; i++) {
         uint32_t idx = d->u[i] >> 8;
-        uint8_t rank = (uint8_t)(d->u[i] & 0xff);
-        if (h->reg[idx] < rank)
-            h->reg[idx] = rank;
+        uint8_t rank = (uint8_t)(d->u[i] & 0xff), cur = k->hll.reg[idx];
+        if (cur < rank) {
+            k->hist[cur]--;
+            k->hist[rank]++;
+            k->hll.reg[idx] = rank;
+        }
     }
 }
 
 /* A group being summed: its row, sketch (from the pool) and rejections. */
+struct sketch_s;
 typedef struct group_s {
-    at_hll_t *hll;
+    struct sketch_s *hll; /* from the pool while its period is summed */
     cd_rrej_t *rej;
     size_t nrej, caprej;
 } group_t;
@@ -542,9 +551,9 @@ typedef struct agg_s {
     uint32_t *tab; /* groups of the current period: key -> index */
     size_t mask;
     size_t period_first; /* first group of the current period */
-    at_hll_t **pool;     /* free sketches */
+    struct sketch_s **pool; /* free sketches */
     size_t npool, cappool;
-    at_hll_t total_hll;
+    struct sketch_s *total_hll;
     group_t total;
 } agg_t;
 
@@ -607,7 +616,7 @@ static int end_period(agg_t *a)
     for (size_t i = first; i < a->n; i++) {
         group_t *g = &a->groups[i];
         if (g->hll != NULL) {
-            a->rows[i].uniques = estimate(g->hll);
+            a->rows[i].uniques = cd_rindex_hll_estimate(g->hll->hist);
             a->pool[a->npool++] = g->hll;
             g->hll = NULL;
         }
@@ -688,10 +697,10 @@ static size_t find_group(agg_t *a, int64_t period, const uint32_t *key)
             if (g->hll == NULL)
                 return SIZE_MAX;
         }
-        at_hll_clear(g->hll);
+        sketch_clear(g->hll);
         if (a->npool + a->n + 1 > a->cappool) { /* room to give every sketch back */
             size_t cap = (a->cappool + a->n + 1) * 2;
-            at_hll_t **np = realloc(a->pool, cap * sizeof(*np));
+            struct sketch_s **np = realloc(a->pool, cap * sizeof(*np));
             if (np == NULL)
                 return SIZE_MAX;
             a->pool = np;
@@ -713,6 +722,7 @@ static void agg_free(agg_t *a)
     for (size_t i = 0; i < a->npool; i++)
         free(a->pool[i]);
     free(a->pool);
+    free(a->total_hll);
     free(a->groups);
     free(a->tab);
     free(a->total.rej);
@@ -726,7 +736,12 @@ int cd_rindex_query(const cd_rindex_t *ix, const cd_rspec_t *spec, cd_rresult_t 
     if (a.tab == NULL)
         return at_err_set(err, AT_ERR_NOMEM, "out of memory");
     memset(a.tab, 0xff, (a.mask + 1) * sizeof(*a.tab));
-    at_hll_clear(&a.total_hll);
+    if (spec->uniques) {
+        a.total_hll = malloc(sizeof(*a.total_hll));
+        if (a.total_hll == NULL)
+            goto nomem;
+        sketch_clear(a.total_hll);
+    }
     int64_t cur = INT64_MIN;
     uint32_t key[CD_DIM_COUNT] = {0};
     for (size_t b = bucket_lower(ix, spec->from / 3600); b < ix->nbuckets; b++) {
@@ -751,7 +766,7 @@ int cd_rindex_query(const cd_rindex_t *ix, const cd_rspec_t *spec, cd_rresult_t 
             add_sums(&res->totals.s, &d->s);
             if (spec->uniques) {
                 merge_u(a.groups[gi].hll, d);
-                merge_u(&a.total_hll, d);
+                merge_u(a.total_hll, d);
             }
             if (spec->by_reason && d->nrej > 0 && (add_rej(&a.groups[gi], d) != 0 || add_rej(&a.total, d) != 0))
                 goto nomem;
@@ -761,7 +776,7 @@ int cd_rindex_query(const cd_rindex_t *ix, const cd_rspec_t *spec, cd_rresult_t 
     if (cur != INT64_MIN && end_period(&a) != 0)
         goto nomem;
     if (spec->uniques)
-        res->totals.uniques = estimate(&a.total_hll);
+        res->totals.uniques = cd_rindex_hll_estimate(a.total_hll->hist);
     /* Rejections by reason: one array, each row's slice sorted by reason text. */
     size_t nrej = a.total.nrej;
     for (size_t i = 0; i < a.n; i++)

@@ -456,6 +456,65 @@ static void put_csv(buf_t *b, const char *s)
     put(b, "\"", 1);
 }
 
+/* Decimal @p v into @p out (NUL-terminated): the answers hold hundreds of thousands of
+ * integers, and snprintf is most of the cost of writing them. */
+static void i64_text(int64_t v, char out[40])
+{
+    char tmp[24], *e = tmp + sizeof(tmp), *p = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = '\0';
+}
+
+/* A ratio with 6 significant digits, trailing zeros dropped ("0.02", "0.333333",
+ * "0.0026087"): printf's %g is most of the cost of a large answer, so it is kept for
+ * values this does not cover (1e6 and up, below 1e-9, not finite). */
+static void ratio_text(double v, char out[40])
+{
+    if (!(v >= 1e-9 && v < 1e6)) {
+        if (v == 0)
+            snprintf(out, 40, "0");
+        else
+            snprintf(out, 40, "%.6g", v);
+        return;
+    }
+    int d = 5; /* decimals for 6 significant digits: 5 - floor(log10(v)) */
+    for (double t = v; t >= 10; t /= 10)
+        d--;
+    for (double t = v; t < 1; t *= 10)
+        d++;
+    if (d < 0)
+        d = 0;
+    double scale = 1;
+    for (int i = 0; i < d; i++)
+        scale *= 10;
+    int64_t x = llround(v * scale), ip = 0;
+    uint64_t pow10 = 1;
+    for (int i = 0; i < d; i++)
+        pow10 *= 10;
+    ip = x / (int64_t)pow10;
+    int64_t frac = x % (int64_t)pow10;
+    i64_text(ip, out);
+    if (frac == 0 || d == 0)
+        return;
+    size_t o = strlen(out);
+    out[o++] = '.';
+    for (int i = d - 1; i >= 0; i--) {
+        out[o + (size_t)i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    o += (size_t)d;
+    while (out[o - 1] == '0')
+        o--;
+    out[o] = '\0';
+}
+
 /* A metric's value as text; false when it is null (a zero denominator). */
 static bool metric_text(cd_metric_t m, const cd_rrow_t *r, char out[40])
 {
@@ -464,28 +523,28 @@ static bool metric_text(cd_metric_t m, const cd_rrow_t *r, char out[40])
     bool ratio = false, micros = false;
     switch (m) {
     case CD_M_IMP:
-        snprintf(out, 40, "%lld", (long long)s->imp);
+        i64_text(s->imp, out);
         return true;
     case CD_M_VIEW:
-        snprintf(out, 40, "%lld", (long long)s->view);
+        i64_text(s->view, out);
         return true;
     case CD_M_CLICK:
-        snprintf(out, 40, "%lld", (long long)s->click);
+        i64_text(s->click, out);
         return true;
     case CD_M_CONV:
-        snprintf(out, 40, "%lld", (long long)s->conv);
+        i64_text(s->conv, out);
         return true;
     case CD_M_SPEND:
-        snprintf(out, 40, "%lld", (long long)s->spend);
+        i64_text(s->spend, out);
         return true;
     case CD_M_PAYOUT:
-        snprintf(out, 40, "%lld", (long long)s->payout);
+        i64_text(s->payout, out);
         return true;
     case CD_M_REJECTED:
-        snprintf(out, 40, "%lld", (long long)s->rejected);
+        i64_text(s->rejected, out);
         return true;
     case CD_M_UNIQUES:
-        snprintf(out, 40, "%lld", (long long)llround(r->uniques));
+        i64_text(llround(r->uniques), out);
         return true;
     case CD_M_CTR:
         num = (double)s->click, den = (double)s->imp, ratio = true;
@@ -511,9 +570,9 @@ static bool metric_text(cd_metric_t m, const cd_rrow_t *r, char out[40])
     if (den == 0)
         return false;
     if (ratio)
-        snprintf(out, 40, "%.6g", num / den);
+        ratio_text(num / den, out);
     else if (micros)
-        snprintf(out, 40, "%lld", (long long)llround(num / den));
+        i64_text(llround(num / den), out);
     return true;
 }
 
@@ -523,7 +582,9 @@ static void json_metrics(buf_t *b, const cd_rquery_t *q, const cd_rindex_t *ix, 
     char v[40];
     for (int i = 0; i < q->nmetrics; i++) {
         cd_metric_t m = q->metrics[i];
-        putf(b, "%s\"%s\":", first && i == 0 ? "" : ",", metric_names[m]);
+        puts_(b, first && i == 0 ? "\"" : ",\"");
+        puts_(b, metric_names[m]);
+        put(b, "\":", 2);
         if (m == CD_M_REJECTED_BY_REASON) {
             size_t n;
             const cd_rrej_t *rj = cd_rresult_rej(res, r, &n);
@@ -532,7 +593,10 @@ static void json_metrics(buf_t *b, const cd_rquery_t *q, const cd_rindex_t *ix, 
                 if (k)
                     put(b, ",", 1);
                 put_jstr(b, cd_rindex_str(ix, rj[k].reason));
-                putf(b, ":%lld", (long long)rj[k].n);
+                char n40[40];
+                i64_text(rj[k].n, n40);
+                put(b, ":", 1);
+                puts_(b, n40);
             }
             put(b, "}", 1);
         } else if (metric_text(m, r, v)) {
@@ -559,12 +623,20 @@ static void render_json(buf_t *b, const cd_rquery_t *q, const cd_rindex_t *ix, c
     for (int i = 0; i < q->nmetrics; i++)
         putf(b, "%s\"%s\"", i ? "," : "", metric_names[q->metrics[i]]);
     puts_(b, "],\"rows\":[");
+    int64_t shown = INT64_MIN; /* rows come by period: format each period once */
     for (size_t i = 0; i < res->nrows; i++) {
         const cd_rrow_t *r = &res->rows[i];
-        cd_tz_format(q->tz, r->period, t);
-        putf(b, "%s{\"period\":\"%s\"", i ? "," : "", t);
+        if (r->period != shown) {
+            cd_tz_format(q->tz, r->period, t);
+            shown = r->period;
+        }
+        puts_(b, i ? ",{\"period\":\"" : "{\"period\":\"");
+        puts_(b, t);
+        put(b, "\"", 1);
         for (int k = 0; k < q->ndims; k++) {
-            putf(b, ",\"%s\":", dim_names[q->dims[k]]);
+            put(b, ",\"", 2);
+            puts_(b, dim_names[q->dims[k]]);
+            put(b, "\":", 2);
             put_jstr(b, cd_rindex_str(ix, r->key[q->dims[k]]));
         }
         json_metrics(b, q, ix, res, r, false);
@@ -625,9 +697,13 @@ static void render_csv(buf_t *b, const cd_rquery_t *q, const cd_rindex_t *ix, co
     }
     puts_(b, "\r\n");
     char t[32], v[40];
+    int64_t shown = INT64_MIN;
     for (size_t i = 0; i < res->nrows; i++) {
         const cd_rrow_t *r = &res->rows[i];
-        cd_tz_format(q->tz, r->period, t);
+        if (r->period != shown) {
+            cd_tz_format(q->tz, r->period, t);
+            shown = r->period;
+        }
         puts_(b, t);
         for (int k = 0; k < q->ndims; k++) {
             put(b, ",", 1);
@@ -647,7 +723,9 @@ static void render_csv(buf_t *b, const cd_rquery_t *q, const cd_rindex_t *ix, co
                 for (size_t j = 0; j < n; j++)
                     if (rj[j].reason == reasons[k])
                         c = rj[j].n;
-                putf(b, ",%lld", (long long)c);
+                i64_text(c, v);
+                put(b, ",", 1);
+                puts_(b, v);
             }
         }
         puts_(b, "\r\n");
