@@ -13,11 +13,16 @@
 #define NONE UINT32_MAX
 #define STR_MAX 1024 /* longest dimension value accepted (ids are at most 64 bytes) */
 
+#define U_INLINE 6
+
 /* One rollup document. The identity is (hour, c, cr, p, pl, k). */
 typedef struct rdoc_s {
     cd_rsums_t s;
     int64_t mt;      /* ms; INT64_MIN when the document has none */
-    uint32_t *u;     /* non-zero registers, index << 8 | rank; heap, NULL when none */
+    union {          /* non-zero registers, index << 8 | rank: in place up to U_INLINE (no */
+        uint32_t in[U_INLINE]; /* allocation, and a report's scan reads them with the document), */
+        uint32_t *heap;        /* else on the heap */
+    } u;
     cd_rrej_t *rej;  /* rejections by reason; heap, NULL when none */
     int32_t hour;    /* hours since the epoch */
     int32_t k;
@@ -189,7 +194,8 @@ void cd_rindex_destroy(cd_rindex_t *ix)
     free(ix->strs);
     free(ix->strtab);
     for (size_t i = 0; i < ix->ndocs; i++) {
-        free(ix->docs[i].u);
+        if (ix->docs[i].nu > U_INLINE)
+            free(ix->docs[i].u.heap);
         free(ix->docs[i].rej);
     }
     free(ix->docs);
@@ -289,10 +295,14 @@ static int parse_u(bson_iter_t *it, rdoc_t *d, at_err_t *err)
     }
     if (n == 0)
         return 0;
-    d->u = malloc(n * sizeof(*d->u));
-    if (d->u == NULL)
-        return at_err_set(err, AT_ERR_NOMEM, "out of memory");
-    memcpy(d->u, tmp, n * sizeof(*d->u));
+    if (n <= U_INLINE) {
+        memcpy(d->u.in, tmp, n * sizeof(*tmp));
+    } else {
+        d->u.heap = malloc(n * sizeof(*tmp));
+        if (d->u.heap == NULL)
+            return at_err_set(err, AT_ERR_NOMEM, "out of memory");
+        memcpy(d->u.heap, tmp, n * sizeof(*tmp));
+    }
     d->nu = (uint16_t)n;
     return 0;
 }
@@ -330,9 +340,10 @@ static int parse_rej(cd_rindex_t *ix, bson_iter_t *it, rdoc_t *d, at_err_t *err)
 
 static void doc_free(rdoc_t *d)
 {
-    free(d->u);
+    if (d->nu > U_INLINE)
+        free(d->u.heap);
     free(d->rej);
-    d->u = NULL;
+    d->nu = 0;
     d->rej = NULL;
 }
 
@@ -485,8 +496,9 @@ double cd_rindex_hll_estimate(const uint32_t hist[AT_HLL_RANK_MAX + 1])
 {
     const double m = AT_HLL_REGISTERS;
     double sum = 0;
-    for (int r = 0; r <= AT_HLL_RANK_MAX; r++)
-        sum += (double)hist[r] * ldexp(1.0, -r);
+    for (int r = 0; r <= AT_HLL_RANK_MAX; r++) /* 2^-r exactly, as ldexp(1, -r) */
+        if (hist[r] != 0)
+            sum += (double)hist[r] / (double)(UINT64_C(1) << r);
     uint32_t zeros = hist[0];
     if (zeros == AT_HLL_REGISTERS)
         return 0;
@@ -521,11 +533,17 @@ static void sketch_clear(sketch_t *k)
     k->hist[0] = AT_HLL_REGISTERS;
 }
 
-static void merge_u(sketch_t *k, const rdoc_t *d)
+static const uint32_t *doc_u(const rdoc_t *d)
 {
-    for (uint16_t i = 0; i < d->nu; i++) {
-        uint32_t idx = d->u[i] >> 8;
-        uint8_t rank = (uint8_t)(d->u[i] & 0xff), cur = k->hll.reg[idx];
+    return d->nu <= U_INLINE ? d->u.in : d->u.heap;
+}
+
+/* Raises @p k's registers to the @p n entries (index << 8 | rank) at @p u. */
+static void sketch_add(sketch_t *k, const uint32_t *u, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t idx = u[i] >> 8;
+        uint8_t rank = (uint8_t)(u[i] & 0xff), cur = k->hll.reg[idx];
         if (cur < rank) {
             k->hist[cur]--;
             k->hist[rank]++;
@@ -535,9 +553,19 @@ static void merge_u(sketch_t *k, const rdoc_t *d)
 }
 
 /* A group being summed: its row, sketch (from the pool) and rejections. */
-struct sketch_s;
+/*
+ * A group's unique users while its period is summed: first just the documents' register
+ * entries appended (ureg; a day of a campaign is a few hundred), resolved at the end of the
+ * period through one scratch array that stays in the cache; past SPARSE_MAX entries a dense
+ * sketch from the pool. Merging straight into a 2 KiB sketch per group cost a cache miss
+ * per register once a period has thousands of groups.
+ */
+#define SPARSE_MAX 4096
+
 typedef struct group_s {
-    struct sketch_s *hll; /* from the pool while its period is summed */
+    uint32_t *ureg;
+    size_t nureg, capureg;
+    sketch_t *dense;
     cd_rrej_t *rej;
     size_t nrej, caprej;
 } group_t;
@@ -551,9 +579,10 @@ typedef struct agg_s {
     uint32_t *tab; /* groups of the current period: key -> index */
     size_t mask;
     size_t period_first; /* first group of the current period */
-    struct sketch_s **pool; /* free sketches */
+    sketch_t **pool; /* free dense sketches */
     size_t npool, cappool;
-    struct sketch_s *total_hll;
+    sketch_t *total_hll;
+    uint8_t scratch[AT_HLL_REGISTERS]; /* all zero between uses */
     group_t total;
 } agg_t;
 
@@ -615,11 +644,33 @@ static int end_period(agg_t *a)
     size_t first = a->period_first, n = a->n - first;
     for (size_t i = first; i < a->n; i++) {
         group_t *g = &a->groups[i];
-        if (g->hll != NULL) {
-            a->rows[i].uniques = cd_rindex_hll_estimate(g->hll->hist);
-            a->pool[a->npool++] = g->hll;
-            g->hll = NULL;
+        if (g->dense != NULL) {
+            a->rows[i].uniques = cd_rindex_hll_estimate(g->dense->hist);
+            a->pool[a->npool++] = g->dense;
+            g->dense = NULL;
+        } else if (g->nureg > 0) {
+            uint32_t hist[AT_HLL_RANK_MAX + 1] = {0};
+            for (size_t k = 0; k < g->nureg; k++) {
+                uint32_t idx = g->ureg[k] >> 8;
+                uint8_t rank = (uint8_t)(g->ureg[k] & 0xff);
+                if (a->scratch[idx] < rank)
+                    a->scratch[idx] = rank;
+            }
+            uint32_t used = 0;
+            for (size_t k = 0; k < g->nureg; k++) { /* each register once: zeroed when counted */
+                uint32_t idx = g->ureg[k] >> 8;
+                if (a->scratch[idx] != 0) {
+                    hist[a->scratch[idx]]++;
+                    a->scratch[idx] = 0;
+                    used++;
+                }
+            }
+            hist[0] = AT_HLL_REGISTERS - used;
+            a->rows[i].uniques = cd_rindex_hll_estimate(hist);
         }
+        free(g->ureg);
+        g->ureg = NULL;
+        g->nureg = g->capureg = 0;
         /* Park the group's index in rej_at so the sort keeps rows and groups together. */
         a->rows[i].rej_at = i;
     }
@@ -689,34 +740,59 @@ static size_t find_group(agg_t *a, int64_t period, const uint32_t *key)
         r->key[a->spec->dims[i]] = key[a->spec->dims[i]];
     group_t *g = &a->groups[gi];
     memset(g, 0, sizeof(*g));
-    if (a->spec->uniques) {
-        if (a->npool > 0) {
-            g->hll = a->pool[--a->npool];
-        } else {
-            g->hll = malloc(sizeof(*g->hll));
-            if (g->hll == NULL)
-                return SIZE_MAX;
-        }
-        sketch_clear(g->hll);
-        if (a->npool + a->n + 1 > a->cappool) { /* room to give every sketch back */
-            size_t cap = (a->cappool + a->n + 1) * 2;
-            struct sketch_s **np = realloc(a->pool, cap * sizeof(*np));
-            if (np == NULL)
-                return SIZE_MAX;
-            a->pool = np;
-            a->cappool = cap;
-        }
-    }
     a->tab[j] = (uint32_t)gi;
     if ((a->n - a->period_first) * 2 > a->mask + 1 && tab_grow(a) != 0)
         return SIZE_MAX;
     return gi;
 }
 
+/* Adds document @p d's registers to group @p g. -1: out of memory. */
+static int group_add_u(agg_t *a, group_t *g, const rdoc_t *d)
+{
+    if (d->nu == 0)
+        return 0;
+    if (g->dense == NULL && g->nureg + d->nu > SPARSE_MAX) {
+        if (a->npool + 1 > a->cappool) {
+            size_t cap = a->cappool ? a->cappool * 2 : 16;
+            sketch_t **np = realloc(a->pool, cap * sizeof(*np));
+            if (np == NULL)
+                return -1;
+            a->pool = np;
+            a->cappool = cap;
+        }
+        g->dense = a->npool > 0 ? a->pool[--a->npool] : malloc(sizeof(*g->dense));
+        if (g->dense == NULL)
+            return -1;
+        sketch_clear(g->dense);
+        sketch_add(g->dense, g->ureg, g->nureg);
+        free(g->ureg);
+        g->ureg = NULL;
+        g->nureg = g->capureg = 0;
+    }
+    if (g->dense != NULL) {
+        sketch_add(g->dense, doc_u(d), d->nu);
+        return 0;
+    }
+    if (g->nureg + d->nu > g->capureg) {
+        size_t cap = g->capureg ? g->capureg * 2 : 64;
+        while (cap < g->nureg + d->nu)
+            cap *= 2;
+        uint32_t *nu = realloc(g->ureg, cap * sizeof(*nu));
+        if (nu == NULL)
+            return -1;
+        g->ureg = nu;
+        g->capureg = cap;
+    }
+    memcpy(g->ureg + g->nureg, doc_u(d), d->nu * sizeof(uint32_t));
+    g->nureg += d->nu;
+    return 0;
+}
+
 static void agg_free(agg_t *a)
 {
     for (size_t i = 0; i < a->n; i++) {
-        free(a->groups[i].hll);
+        free(a->groups[i].dense);
+        free(a->groups[i].ureg);
         free(a->groups[i].rej);
     }
     for (size_t i = 0; i < a->npool; i++)
@@ -755,18 +831,24 @@ int cd_rindex_query(const cd_rindex_t *ix, const cd_rspec_t *spec, cd_rresult_t 
                 goto nomem;
             cur = period;
         }
+        size_t gi = SIZE_MAX; /* the previous document's group: neighbours often share it */
         for (uint32_t i = 0; i < bk->n; i++) {
             const rdoc_t *d = &ix->docs[bk->docs[i]];
-            for (int k = 0; k < spec->ndims; k++)
+            bool same = gi != SIZE_MAX;
+            for (int k = 0; k < spec->ndims; k++) {
+                same = same && key[spec->dims[k]] == d->dim[spec->dims[k]];
                 key[spec->dims[k]] = d->dim[spec->dims[k]];
-            size_t gi = find_group(&a, period, key);
+            }
+            if (!same)
+                gi = find_group(&a, period, key);
             if (gi == SIZE_MAX)
                 goto nomem;
             add_sums(&a.rows[gi].s, &d->s);
             add_sums(&res->totals.s, &d->s);
             if (spec->uniques) {
-                merge_u(a.groups[gi].hll, d);
-                merge_u(a.total_hll, d);
+                if (group_add_u(&a, &a.groups[gi], d) != 0)
+                    goto nomem;
+                sketch_add(a.total_hll, doc_u(d), d->nu);
             }
             if (spec->by_reason && d->nrej > 0 && (add_rej(&a.groups[gi], d) != 0 || add_rej(&a.total, d) != 0))
                 goto nomem;

@@ -327,6 +327,51 @@ static void test_cd_rindex_hll_estimate__matches_at_hll(void **state)
     }
 }
 
+/* Many documents in one group (past the sparse form's limit) and many groups: uniques equal
+ * at_hll's estimate of the registers merged directly. */
+static void test_cd_rindex_query__uniques_equal_a_direct_merge(void **state)
+{
+    (void)state;
+    cd_rindex_t *ix = cd_rindex_new();
+    at_hll_t all, camp0;
+    at_hll_clear(&all);
+    at_hll_clear(&camp0);
+    unsigned seed = 7;
+    for (int h = 0; h < 24; h++) {
+        for (int c = 0; c < 40; c++) {
+            for (int k = 0; k < 32; k++) { /* camp-0: 24 * 32 documents of 6 registers, 4608 > SPARSE_MAX */
+                if (c > 0 && k > 0)
+                    continue;
+                char u[256], hour[16], camp[16];
+                size_t o = 0;
+                o += (size_t)snprintf(u + o, sizeof(u) - o, "{");
+                for (int r = 0; r < 6; r++) {
+                    seed = seed * 1103515245u + 12345u;
+                    uint32_t idx = (seed >> 8) % AT_HLL_REGISTERS;
+                    uint8_t rank = (uint8_t)(1 + (seed >> 20) % 12);
+                    o += (size_t)snprintf(u + o, sizeof(u) - o, "%s\"%u\":%u", r ? "," : "", idx, rank);
+                    at_hll_set(&all, idx, rank);
+                    if (c == 0)
+                        at_hll_set(&camp0, idx, rank);
+                }
+                snprintf(u + o, sizeof(u) - o, "}");
+                snprintf(hour, sizeof(hour), "2026-12-03T%02d", h);
+                snprintf(camp, sizeof(camp), "camp-%d", c);
+                put_doc(ix, hour, camp, "cr", "p", k, 1, 0, 0, 0, u, "2026-12-04T00:00:00Z");
+            }
+        }
+    }
+    const char *j = report(ix, "from=2026-12-03&to=2026-12-04&group_by=campaign&metrics=uniques");
+    char want[128];
+    snprintf(want, sizeof(want), "\"campaign\":\"camp-0\",\"uniques\":%lld}", llround(at_hll_estimate(&camp0)));
+    if (strstr(j, want) == NULL)
+        fail_msg("want %s in %.300s", want, j);
+    snprintf(want, sizeof(want), "\"totals\":{\"uniques\":%lld}", llround(at_hll_estimate(&all)));
+    assert_non_null(strstr(j, want));
+    assert_true(at_hll_estimate(&camp0) > 1000);
+    cd_rindex_destroy(ix);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -345,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_cd_rquery_render__csv_quoting),
         cmocka_unit_test(test_cd_rindex_put__contract_violations),
         cmocka_unit_test(test_cd_rindex_hll_estimate__matches_at_hll),
+        cmocka_unit_test(test_cd_rindex_query__uniques_equal_a_direct_merge),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }
