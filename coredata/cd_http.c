@@ -263,13 +263,18 @@ static void on_report_done(cd_report_req_t *r, void *opaque)
     h2o_multithread_send_message(&op->lp->report_rx, &op->super);
 }
 
+static void on_body_dispose(void *p)
+{
+    free(*(char **)p);
+}
+
 static void respond_report(cd_server_t *srv, h2o_req_t *req, cd_report_req_t *r, uint64_t start_ns)
 {
     if (r->body == NULL) {
         send_error(srv, req, 503, "reports: out of memory", NULL, NULL, start_ns);
         return;
     }
-    /* Not send_json: a report can be tens of megabytes, and h2o_send_inline copies it already. */
+    /* Not send_json: a report can be tens of megabytes (send_json copies it twice). */
     req->res.status = r->status;
     req->res.reason = reason_of(r->status);
     req->res.content_length = r->body_len;
@@ -279,7 +284,19 @@ static void respond_report(cd_server_t *srv, h2o_req_t *req, cd_report_req_t *r,
     else
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    h2o_send_inline(req, r->body, r->body_len); /* copies the body (into the request's pool) */
+    /* The body (up to tens of megabytes) is sent from where the reports thread wrote it, not
+     * copied on the loop: the request's pool takes it over and frees it when the request
+     * is done. */
+    char **owned = h2o_mem_alloc_shared(&req->pool, sizeof(*owned), on_body_dispose);
+    *owned = r->body;
+    h2o_iovec_t body = h2o_iovec_init(r->body, r->body_len);
+    r->body = NULL;
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_start_response(req, &generator);
+    if (method_is(req, "HEAD"))
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    else
+        h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
     count_response(srv, r->status, start_ns);
 }
 
