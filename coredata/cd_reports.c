@@ -52,6 +52,8 @@ struct cd_reports_s {
     bool loaded;   /* the first load is done */
     bool sourced;  /* there is a source at all */
     int64_t last_source_log;
+    int64_t last_invalid_log; /* invalid documents: one warning per 10 s at most, with a count */
+    uint64_t invalid_unlogged;
     /* the queue: any thread, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -111,6 +113,7 @@ cd_reports_t *cd_reports_new(const cd_conf_t *conf, at_metrics_t *metrics, at_er
     }
     rp->conf = conf;
     rp->last_source_log = INT64_MIN;
+    rp->last_invalid_log = INT64_MIN;
     pthread_mutex_init(&rp->mu, NULL);
     pthread_cond_init(&rp->cv, NULL);
     rp->sourced = conf->mongo[0] != '\0' || conf->stats_dir.count > 0;
@@ -159,14 +162,29 @@ static void source_error(cd_reports_t *rp, const char *msg, const char *what, co
     at_log(AT_LOG_WARN, COMP, msg, "source", what, "error", detail, NULL);
 }
 
+/* Counts a skipped document or line; warns about it unless one was logged in the last 10 s
+ * (a damaged file must not turn into a million log lines). */
+static void invalid(cd_reports_t *rp, const char *msg, const char *where, const char *error)
+{
+    if (rp->invalid != NULL)
+        at_counter_add(rp->invalid, 1);
+    int64_t now = mono_ms();
+    if (rp->last_invalid_log != INT64_MIN && now - rp->last_invalid_log < 10000) {
+        rp->invalid_unlogged++;
+        return;
+    }
+    char more[32];
+    snprintf(more, sizeof(more), "%llu", (unsigned long long)rp->invalid_unlogged);
+    rp->last_invalid_log = now;
+    rp->invalid_unlogged = 0;
+    at_log(AT_LOG_WARN, COMP, msg, "where", where, "error", error, "skipped_unlogged_before", more, NULL);
+}
+
 static void put_doc(cd_reports_t *rp, const bson_t *doc, const char *where)
 {
     at_err_t err = {0};
-    if (cd_rindex_put(rp->ix, doc, &err) < 0) {
-        if (rp->invalid != NULL)
-            at_counter_add(rp->invalid, 1);
-        at_log(AT_LOG_WARN, COMP, "stats_hourly document skipped", "where", where, "error", err.msg, NULL);
-    }
+    if (cd_rindex_put(rp->ix, doc, &err) < 0)
+        invalid(rp, "stats_hourly document skipped", where, err.msg);
 }
 
 static void take_line(cd_reports_t *rp, const char *line, size_t len, const char *path)
@@ -179,9 +197,7 @@ static void take_line(cd_reports_t *rp, const char *line, size_t len, const char
     bson_error_t e;
     /* The fast reader takes what the enricher writes; libbson anything else. */
     if (cd_rline_parse(line, len, &doc) != 0 && !bson_init_from_json(&doc, line, (ssize_t)len, &e)) {
-        if (rp->invalid != NULL)
-            at_counter_add(rp->invalid, 1);
-        at_log(AT_LOG_WARN, COMP, "stats_hourly line skipped: not JSON", "file", path, "error", e.message, NULL);
+        invalid(rp, "stats_hourly line skipped: not JSON", path, e.message);
         return;
     }
     put_doc(rp, &doc, path);
