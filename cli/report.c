@@ -220,10 +220,11 @@ static int print_table(const char *body, size_t len)
         printf("\n");
     }
     bson_iter_t dt;
+    size_t shown = nrows > 0 ? nrows - 1 : 0; /* the last one is the total */
     if (bson_iter_init_find(&dt, b, "data_through") && BSON_ITER_HOLDS_UTF8(&dt))
-        printf("(%zu rows; data through %s)\n", nrows > 0 ? nrows - 1 : 0, bson_iter_utf8(&dt, NULL));
+        printf("(%zu row%s; data through %s)\n", shown, shown == 1 ? "" : "s", bson_iter_utf8(&dt, NULL));
     else
-        printf("(%zu rows; no rollups yet)\n", nrows > 0 ? nrows - 1 : 0);
+        printf("(%zu row%s; no rollups yet)\n", shown, shown == 1 ? "" : "s");
     for (size_t i = 0; i < nrows * ncols; i++)
         free(cells[i]);
     for (size_t c = 0; c < ncols; c++)
