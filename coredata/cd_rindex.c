@@ -554,19 +554,18 @@ static void sketch_add(sketch_t *k, const uint32_t *u, size_t n)
 
 /* A group being summed: its row, sketch (from the pool) and rejections. */
 /*
- * Unique users of a period's groups: while the period is summed, every document's register
- * entries are appended to one period-wide list with the group they belong to (sequential
- * writes); at the period's end the list is put in group order (a counting sort) and each
- * group's entries are resolved through one scratch array that stays in the cache. A group
- * past SPARSE_MAX entries gets a dense sketch from the pool instead. Merging straight into a
- * 2 KiB sketch per group cost a cache miss per register once a period had thousands of
- * groups, and a list per group cost its reallocations.
+ * A group's unique users while its period is summed: first just the documents' register
+ * entries appended (ureg; a day of a campaign is a few hundred), resolved at the end of the
+ * period through one scratch array that stays in the cache; past SPARSE_MAX entries a dense
+ * sketch from the pool. Merging straight into a 2 KiB sketch per group cost a cache miss
+ * per register once a period has thousands of groups.
  */
 #define SPARSE_MAX 4096
 
 typedef struct group_s {
-    size_t nureg;    /* entries in the period-wide list */
-    sketch_t *dense; /* past SPARSE_MAX: later documents go here (the listed ones at the end) */
+    uint32_t *ureg;
+    size_t nureg, capureg;
+    sketch_t *dense;
     cd_rrej_t *rej;
     size_t nrej, caprej;
 } group_t;
@@ -584,11 +583,6 @@ typedef struct agg_s {
     size_t npool, cappool;
     sketch_t *total_hll;
     uint8_t scratch[AT_HLL_REGISTERS]; /* all zero between uses */
-    uint32_t *pg, *pr;                 /* the period's register entries: group (from period_first), entry */
-    size_t np, capp;
-    uint32_t *sorted; /* pr in group order (capp entries) */
-    size_t *off;      /* per group of the period: the end of its entries in sorted */
-    size_t capoff;
     group_t total;
 } agg_t;
 
@@ -645,62 +639,38 @@ static int cmp_rej(const void *pa, const void *pb, void *opaque)
 
 /* The current period is complete: estimate its groups, give their sketches back, sort its
  * rows (the groups move with them: sorted through a permutation). */
-/* Estimates the unique users of a group from its @p n entries @p u. */
-static double resolve_sparse(agg_t *a, const uint32_t *u, size_t n)
-{
-    uint32_t hist[AT_HLL_RANK_MAX + 1] = {0};
-    for (size_t k = 0; k < n; k++) {
-        uint32_t idx = u[k] >> 8;
-        uint8_t rank = (uint8_t)(u[k] & 0xff);
-        if (a->scratch[idx] < rank)
-            a->scratch[idx] = rank;
-    }
-    uint32_t used = 0;
-    for (size_t k = 0; k < n; k++) { /* each register once: zeroed when counted */
-        uint32_t idx = u[k] >> 8;
-        if (a->scratch[idx] != 0) {
-            hist[a->scratch[idx]]++;
-            a->scratch[idx] = 0;
-            used++;
-        }
-    }
-    hist[0] = AT_HLL_REGISTERS - used;
-    return cd_rindex_hll_estimate(hist);
-}
-
-/* The current period is complete: estimate its groups' unique users, give their sketches
- * back, sort its rows (the groups move with them: sorted through a permutation). */
 static int end_period(agg_t *a)
 {
     size_t first = a->period_first, n = a->n - first;
-    if (a->np > 0) { /* the entries in group order */
-        if (n + 1 > a->capoff) {
-            size_t *no = realloc(a->off, (n + 1) * 2 * sizeof(*no));
-            if (no == NULL)
-                return -1;
-            a->off = no;
-            a->capoff = (n + 1) * 2;
-        }
-        memset(a->off, 0, (n + 1) * sizeof(*a->off));
-        for (size_t k = 0; k < a->np; k++)
-            a->off[a->pg[k] + 1]++;
-        for (size_t i = 1; i <= n; i++)
-            a->off[i] += a->off[i - 1];
-        for (size_t k = 0; k < a->np; k++) /* off[g] ends at the start of g + 1 */
-            a->sorted[a->off[a->pg[k]]++] = a->pr[k];
-    }
     for (size_t i = first; i < a->n; i++) {
         group_t *g = &a->groups[i];
-        size_t li = i - first, end = a->np > 0 ? a->off[li] : 0, begin = li > 0 && a->np > 0 ? a->off[li - 1] : 0;
         if (g->dense != NULL) {
-            sketch_add(g->dense, a->sorted + begin, end - begin);
             a->rows[i].uniques = cd_rindex_hll_estimate(g->dense->hist);
             a->pool[a->npool++] = g->dense;
             g->dense = NULL;
-        } else if (end > begin) {
-            a->rows[i].uniques = resolve_sparse(a, a->sorted + begin, end - begin);
+        } else if (g->nureg > 0) {
+            uint32_t hist[AT_HLL_RANK_MAX + 1] = {0};
+            for (size_t k = 0; k < g->nureg; k++) {
+                uint32_t idx = g->ureg[k] >> 8;
+                uint8_t rank = (uint8_t)(g->ureg[k] & 0xff);
+                if (a->scratch[idx] < rank)
+                    a->scratch[idx] = rank;
+            }
+            uint32_t used = 0;
+            for (size_t k = 0; k < g->nureg; k++) { /* each register once: zeroed when counted */
+                uint32_t idx = g->ureg[k] >> 8;
+                if (a->scratch[idx] != 0) {
+                    hist[a->scratch[idx]]++;
+                    a->scratch[idx] = 0;
+                    used++;
+                }
+            }
+            hist[0] = AT_HLL_REGISTERS - used;
+            a->rows[i].uniques = cd_rindex_hll_estimate(hist);
         }
-        g->nureg = 0;
+        free(g->ureg);
+        g->ureg = NULL;
+        g->nureg = g->capureg = 0;
         /* Park the group's index in rej_at so the sort keeps rows and groups together. */
         a->rows[i].rej_at = i;
     }
@@ -715,7 +685,6 @@ static int end_period(agg_t *a)
         free(tmp);
     }
     a->period_first = a->n;
-    a->np = 0;
     memset(a->tab, 0xff, (a->mask + 1) * sizeof(*a->tab));
     return 0;
 }
@@ -777,10 +746,9 @@ static size_t find_group(agg_t *a, int64_t period, const uint32_t *key)
     return gi;
 }
 
-/* Adds document @p d's registers to group @p gi. -1: out of memory. */
-static int group_add_u(agg_t *a, size_t gi, const rdoc_t *d)
+/* Adds document @p d's registers to group @p g. -1: out of memory. */
+static int group_add_u(agg_t *a, group_t *g, const rdoc_t *d)
 {
-    group_t *g = &a->groups[gi];
     if (d->nu == 0)
         return 0;
     if (g->dense == NULL && g->nureg + d->nu > SPARSE_MAX) {
@@ -796,30 +764,26 @@ static int group_add_u(agg_t *a, size_t gi, const rdoc_t *d)
         if (g->dense == NULL)
             return -1;
         sketch_clear(g->dense);
+        sketch_add(g->dense, g->ureg, g->nureg);
+        free(g->ureg);
+        g->ureg = NULL;
+        g->nureg = g->capureg = 0;
     }
     if (g->dense != NULL) {
         sketch_add(g->dense, doc_u(d), d->nu);
         return 0;
     }
-    if (a->np + d->nu > a->capp) {
-        size_t cap = a->capp ? a->capp * 2 : 65536;
-        uint32_t *ng = realloc(a->pg, cap * sizeof(*ng)), *nr = ng ? realloc(a->pr, cap * sizeof(*nr)) : NULL;
-        if (ng != NULL)
-            a->pg = ng;
-        if (nr != NULL)
-            a->pr = nr;
-        uint32_t *ns = nr ? realloc(a->sorted, cap * sizeof(*ns)) : NULL;
-        if (ns == NULL)
+    if (g->nureg + d->nu > g->capureg) {
+        size_t cap = g->capureg ? g->capureg * 2 : 64;
+        while (cap < g->nureg + d->nu)
+            cap *= 2;
+        uint32_t *nu = realloc(g->ureg, cap * sizeof(*nu));
+        if (nu == NULL)
             return -1;
-        a->sorted = ns;
-        a->capp = cap;
+        g->ureg = nu;
+        g->capureg = cap;
     }
-    const uint32_t *u = doc_u(d);
-    uint32_t li = (uint32_t)(gi - a->period_first);
-    for (uint16_t k = 0; k < d->nu; k++) {
-        a->pg[a->np] = li;
-        a->pr[a->np++] = u[k];
-    }
+    memcpy(g->ureg + g->nureg, doc_u(d), d->nu * sizeof(uint32_t));
     g->nureg += d->nu;
     return 0;
 }
@@ -828,12 +792,9 @@ static void agg_free(agg_t *a)
 {
     for (size_t i = 0; i < a->n; i++) {
         free(a->groups[i].dense);
+        free(a->groups[i].ureg);
         free(a->groups[i].rej);
     }
-    free(a->pg);
-    free(a->pr);
-    free(a->sorted);
-    free(a->off);
     for (size_t i = 0; i < a->npool; i++)
         free(a->pool[i]);
     free(a->pool);
@@ -885,7 +846,7 @@ int cd_rindex_query(const cd_rindex_t *ix, const cd_rspec_t *spec, cd_rresult_t 
             add_sums(&a.rows[gi].s, &d->s);
             add_sums(&res->totals.s, &d->s);
             if (spec->uniques) {
-                if (group_add_u(&a, gi, d) != 0)
+                if (group_add_u(&a, &a.groups[gi], d) != 0)
                     goto nomem;
                 sketch_add(a.total_hll, doc_u(d), d->nu);
             }
