@@ -25,6 +25,7 @@
 #include "at_main.h"
 #include "cli_http.h"
 #include "reconcile.h"
+#include "report.h"
 #include "up.h"
 
 typedef struct cli_conf_s {
@@ -52,6 +53,8 @@ static const at_conf_table_t cli_table = {
                "  publisher put FILE|- | get ID | delete ID | list [...]\n"
                "  seed demo                    load a realistic demo data set\n"
                "  up [options]                 run the whole pipeline locally, supervised (adtrack up --help)\n"
+               "  report --from T --to T [...] a report from the hourly rollups (adtrack report --help)\n"
+               "  rollups reconcile --from T --to T [--repair]  recount rollups from stored events\n"
                "Writes accept --if-match VERSION. Exit status: 0 ok, 1 refused by the API, 2 usage, 3 unreachable.",
     .opts = cli_opts,
     .nopts = AT_ARRAY_LEN(cli_opts),
@@ -365,6 +368,8 @@ int main(int argc, char **argv)
         return up_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "rollups") == 0)
         return rollups_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "report") == 0)
+        return report_main(argc - 1, argv + 1);
     args_t a = {0};
     char **cargv = calloc((size_t)argc + 1, sizeof(char *));
     int cargc = 0;

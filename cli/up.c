@@ -463,10 +463,15 @@ static int prep_coredata(sup_child_t *c, void *opaque, at_err_t *err)
     sv_bin(up, &a, "adtrack-coredata");
     sv_addf(&a, "--listen=%s", up->admin_listen);
     /* The URIs go through the environment too: they may hold passwords. */
-    if (up->conf.mongo[0] != '\0')
+    if (up->conf.mongo[0] != '\0') {
         sv_addf(&e, "ADTRACK_MONGO=%s", up->conf.mongo);
-    else
+    } else {
         sv_addf(&a, "--data-dir=%s/coredata", up->dir);
+        /* GET /v1/reports reads the enrichers' hourly rollup files (their file sinks' directories,
+         * see prep_enricher); with --mongo it reads adtrack.stats_hourly instead. */
+        for (int64_t i = 0; i < up->conf.enrichers; i++)
+            sv_addf(&a, "--stats-dir=%s/sink/enricher-%lld", up->dir, (long long)i + 1);
+    }
     sv_addf(&e, "ADTRACK_REDIS=%s", up->redis_addr);
     sv_addf(&a, "--brokers=%s", up->brokers);
     sv_addf(&a, "--log-level=%s", up->conf.log_level);

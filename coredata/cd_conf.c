@@ -58,6 +58,14 @@ static const at_conf_opt_t cd_conf_opts[] = {
     {"resync-changes-on-start", AT_CONF_BOOL, C(resync_changes_on_start), 0, 0, "true",
      "On start, produce every entity's current state to --topic-changes, so a change accepted just before a "
      "crash is never missing from the topic."},
+    {"stats-dir", AT_CONF_LIST, C(stats_dir), 0, 64, "",
+     "Directory of hourly rollup files stats_hourly-*.jsonl (an enricher's --data-dir) that GET /v1/reports "
+     "answers from, without --mongo (repeatable: one per enricher). With --mongo, adtrack.stats_hourly is read instead."},
+    {"reports-poll-ms", AT_CONF_INT, C(reports_poll_ms), 100, 3600000, "2000",
+     "How often the reports thread reads new and changed hourly rollups (stats files or MongoDB)."},
+    {"reports-overlap-ms", AT_CONF_INT, C(reports_overlap_ms), 0, 86400000, "60000",
+     "MongoDB polls read again the rollups whose mt is within this of the newest mt seen, so a write that lands "
+     "after a newer one (another enricher, a clock behind) is not missed."},
     {"log-level", AT_CONF_STR, C(log_level), 1, 8, "info", "debug, info, warn or error."},
 };
 

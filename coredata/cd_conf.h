@@ -36,6 +36,9 @@ typedef struct cd_conf_s {
     int64_t linger_ms;
     int64_t kafka_backlog_max;
     bool resync_changes_on_start;
+    at_conf_list_t stats_dir; /* the reports' rollup files (without --mongo) */
+    int64_t reports_poll_ms;
+    int64_t reports_overlap_ms;
     char *log_level;
 } cd_conf_t;
 

@@ -8,6 +8,8 @@
  *   POST   /v1/campaigns/{id}/budget            {"set_micros":N} or {"topup_micros":N}
  *   POST   /v1/campaigns/{id}/pause, /resume
  *   the same (without budget/pause/resume) under /v1/publishers
+ *   GET    /v1/reports?from=&to=&...            reports from the hourly rollups (cd_reports.h;
+ *                                                 any token)
  *   GET    /healthz /readyz /metrics            no token needed
  *
  * Every /v1 request needs "Authorization: Bearer <token>". Writes take If-Match: "<version>"
@@ -15,7 +17,8 @@
  * exist yet).
  *
  * @locality: every function here runs on the loop thread that owns the request, except
- * on_core_done (core worker thread), which only posts a message to that loop.
+ * on_core_done (core worker thread) and on_report_done (reports thread), which only post a
+ * message to that loop.
  */
 #include <stdlib.h>
 #include <time.h>
@@ -230,6 +233,121 @@ static void submit(cd_server_t *srv, h2o_req_t *req, cd_req_t *r, uint64_t start
         return;
     }
     op->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*op->slot), on_req_dispose);
+    *op->slot = op;
+    atomic_fetch_add(&lp->inflight, 1);
+}
+
+/* ---- reports: answered by the reports thread ---- */
+
+typedef struct report_op_s {
+    h2o_multithread_message_t super;
+    cd_loop_t *lp;
+    h2o_req_t *req; /* NULL once the client went away */
+    struct report_op_s **slot;
+    cd_report_req_t *r;
+    uint64_t start_ns;
+} report_op_t;
+
+static void on_report_dispose(void *slotp)
+{
+    report_op_t *op = *(report_op_t **)slotp;
+    if (op != NULL)
+        op->req = NULL;
+}
+
+/* @locality: reports thread. */
+static void on_report_done(cd_report_req_t *r, void *opaque)
+{
+    report_op_t *op = opaque;
+    AT_UNUSED(r);
+    h2o_multithread_send_message(&op->lp->report_rx, &op->super);
+}
+
+static void on_body_dispose(void *p)
+{
+    free(*(char **)p);
+}
+
+static void respond_report(cd_server_t *srv, h2o_req_t *req, cd_report_req_t *r, uint64_t start_ns)
+{
+    if (r->body == NULL) {
+        send_error(srv, req, 503, "reports: out of memory", NULL, NULL, start_ns);
+        return;
+    }
+    /* Not send_json: a report can be tens of megabytes (send_json copies it twice). */
+    req->res.status = r->status;
+    req->res.reason = reason_of(r->status);
+    req->res.content_length = r->body_len;
+    if (r->csv)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("text/csv; charset=utf-8; header=present"));
+    else
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    /* The body (up to tens of megabytes) is sent from where the reports thread wrote it, not
+     * copied on the loop: the request's pool takes it over and frees it when the request
+     * is done. */
+    char **owned = h2o_mem_alloc_shared(&req->pool, sizeof(*owned), on_body_dispose);
+    *owned = r->body;
+    h2o_iovec_t body = h2o_iovec_init(r->body, r->body_len);
+    r->body = NULL;
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_start_response(req, &generator);
+    if (method_is(req, "HEAD"))
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    else
+        h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+    count_response(srv, r->status, start_ns);
+}
+
+void cd_http_on_report(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
+{
+    AT_UNUSED(rx);
+    while (!h2o_linklist_is_empty(messages)) {
+        report_op_t *op = H2O_STRUCT_FROM_MEMBER(report_op_t, super.link, messages->next);
+        h2o_linklist_unlink(&op->super.link);
+        if (op->req != NULL) {
+            *op->slot = NULL;
+            respond_report(op->lp->srv, op->req, op->r, op->start_ns);
+        }
+        atomic_fetch_sub(&op->lp->inflight, 1);
+        cd_report_req_free(op->r);
+        free(op);
+    }
+}
+
+static bool accepts_csv(h2o_req_t *req)
+{
+    h2o_iovec_t a = find_header(req, H2O_TOKEN_ACCEPT);
+    return a.base != NULL && h2o_strstr(a.base, a.len, H2O_STRLIT("text/csv")) != SIZE_MAX;
+}
+
+static void handle_report(cd_server_t *srv, h2o_req_t *req, uint64_t start_ns)
+{
+    cd_loop_t *lp = H2O_STRUCT_FROM_MEMBER(cd_loop_t, ctx, req->conn->ctx);
+    const char *qs = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : NULL;
+    size_t qslen = qs != NULL ? req->path.len - req->query_at - 1 : 0;
+    cd_report_req_t *r = cd_report_req_new(qs, qslen, accepts_csv(req));
+    report_op_t *op = r != NULL ? calloc(1, sizeof(*op)) : NULL;
+    if (op == NULL) {
+        cd_report_req_free(r);
+        send_error(srv, req, 503, "out of memory", NULL, NULL, start_ns);
+        return;
+    }
+    op->lp = lp;
+    op->req = req;
+    op->r = r;
+    op->start_ns = start_ns;
+    r->done = on_report_done;
+    r->opaque = op;
+    if (cd_reports_submit(srv->reports, r) != 0) {
+        free(op);
+        cd_report_req_free(r);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        send_error(srv, req, 503, "too many reports waiting; retry shortly", NULL, NULL, start_ns);
+        return;
+    }
+    op->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*op->slot), on_report_dispose);
     *op->slot = op;
     atomic_fetch_add(&lp->inflight, 1);
 }
@@ -518,6 +636,24 @@ static bool path_is(const char *p, size_t plen, const char *lit)
     return plen == strlen(lit) && memcmp(p, lit, plen) == 0;
 }
 
+/* The caller's access; CD_ACCESS_NONE after answering 401 (no token, or a wrong one). */
+static cd_access_t authenticate(cd_server_t *srv, h2o_req_t *req, uint64_t start_ns)
+{
+    h2o_iovec_t authz = find_header(req, H2O_TOKEN_AUTHORIZATION);
+    cd_access_t access = cd_auth_check(srv->auth, authz.base, authz.len);
+    if (access == CD_ACCESS_NONE || access == CD_ACCESS_INVALID) {
+        const char *www =
+            access == CD_ACCESS_NONE ? "Bearer realm=\"adtrack\"" : "Bearer realm=\"adtrack\", error=\"invalid_token\"";
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, www, strlen(www));
+        send_error(srv, req, 401,
+                   access == CD_ACCESS_NONE ? "authorization: expected a header 'Authorization: Bearer <token>'"
+                                            : "authorization: the bearer token is not valid",
+                   NULL, NULL, start_ns);
+        return CD_ACCESS_NONE;
+    }
+    return access;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     cd_server_t *srv = ((cd_handler_t *)self)->srv;
@@ -557,25 +693,24 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         kind = CD_KIND_PUBLISHER;
         rest = p + 14;
         rlen = plen - 14;
+    } else if (path_is(p, plen, "/v1/reports")) {
+        if (authenticate(srv, req, start_ns) == CD_ACCESS_NONE)
+            return 0;
+        if (!get)
+            return method_not_allowed(srv, req, "GET", start_ns);
+        handle_report(srv, req, start_ns);
+        return 0;
     } else {
-        send_error(srv, req, 404, "path: expected /v1/campaigns, /v1/publishers, /healthz, /readyz or /metrics", NULL,
+        send_error(srv, req, 404,
+                   "path: expected /v1/campaigns, /v1/publishers, /v1/reports, /healthz, /readyz or /metrics", NULL,
                    NULL, start_ns);
         return 0;
     }
 
     /* Authentication before anything else on /v1, so unauthenticated callers learn nothing. */
-    h2o_iovec_t authz = find_header(req, H2O_TOKEN_AUTHORIZATION);
-    cd_access_t access = cd_auth_check(srv->auth, authz.base, authz.len);
-    if (access == CD_ACCESS_NONE || access == CD_ACCESS_INVALID) {
-        const char *www =
-            access == CD_ACCESS_NONE ? "Bearer realm=\"adtrack\"" : "Bearer realm=\"adtrack\", error=\"invalid_token\"";
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, www, strlen(www));
-        send_error(srv, req, 401,
-                   access == CD_ACCESS_NONE ? "authorization: expected a header 'Authorization: Bearer <token>'"
-                                            : "authorization: the bearer token is not valid",
-                   NULL, NULL, start_ns);
+    cd_access_t access = authenticate(srv, req, start_ns);
+    if (access == CD_ACCESS_NONE)
         return 0;
-    }
 
     if (rlen == 0 || (rlen == 1 && rest[0] == '/')) {
         if (!get)

@@ -82,6 +82,7 @@ static int loop_setup(h2o_evloop_t *loop, void *opaque, at_err_t *err)
     lp->mq = h2o_multithread_create_queue(lp->loop);
     h2o_multithread_register_receiver(lp->mq, &lp->reply_rx, cd_http_on_reply);
     h2o_multithread_register_receiver(lp->mq, &lp->ctl_rx, on_ctl);
+    h2o_multithread_register_receiver(lp->mq, &lp->report_rx, cd_http_on_report);
     return 0;
 }
 
@@ -156,6 +157,9 @@ cd_server_t *cd_server_new(cd_conf_t *conf, at_err_t *err)
     srv->core = cd_core_new(conf, store, &srv->state, srv->fo, srv->metrics, err);
     if (srv->core == NULL)
         goto fail;
+    srv->reports = cd_reports_new(conf, srv->metrics, err);
+    if (srv->reports == NULL)
+        goto fail;
     if (conf->feed) {
         srv->feed = cd_feed_new(conf, srv->core, srv->metrics, err);
         if (srv->feed == NULL)
@@ -199,6 +203,8 @@ int cd_server_start(cd_server_t *srv, at_err_t *err)
     if (cd_fanout_start(srv->fo, err) != 0 || cd_core_start(srv->core, err) != 0)
         return -1;
     if (srv->feed != NULL && cd_feed_start(srv->feed, err) != 0)
+        return -1;
+    if (cd_reports_start(srv->reports, err) != 0)
         return -1;
     srv->nloops = (size_t)srv->conf->threads;
     srv->loops = calloc(srv->nloops, sizeof(*srv->loops));
@@ -244,6 +250,7 @@ void cd_server_stop(cd_server_t *srv)
         if (srv->loops[i].started)
             pthread_join(srv->loops[i].tid, NULL);
     cd_feed_stop(srv->feed);
+    cd_reports_stop(srv->reports);
     cd_core_stop(srv->core);
     /* Give Redis and Kafka a bounded chance to take what the store already has. */
     cd_fanout_stop(srv->fo, 5000);
@@ -254,6 +261,7 @@ void cd_server_destroy(cd_server_t *srv)
     if (srv == NULL)
         return;
     cd_feed_destroy(srv->feed);
+    cd_reports_destroy(srv->reports);
     cd_core_destroy(srv->core);
     cd_fanout_destroy(srv->fo);
     cd_auth_destroy(srv->auth);

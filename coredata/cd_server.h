@@ -18,6 +18,7 @@
 #include "cd_conf.h"
 #include "cd_core.h"
 #include "cd_fanout.h"
+#include "cd_reports.h"
 #include "cd_state.h"
 
 typedef struct cd_server_s cd_server_t;
@@ -36,6 +37,7 @@ typedef struct cd_loop_s {
     h2o_multithread_queue_t *mq;
     h2o_multithread_receiver_t reply_rx; /* answers from the core worker */
     h2o_multithread_receiver_t ctl_rx;   /* stop */
+    h2o_multithread_receiver_t report_rx; /* answers from the reports thread */
     atomic_size_t inflight;
     bool stopping, stopped;
 } cd_loop_t;
@@ -54,6 +56,7 @@ struct cd_server_s {
     cd_fanout_t *fo;
     cd_core_t *core;
     cd_feed_t *feed;
+    cd_reports_t *reports; /* GET /v1/reports: its own thread (cd_reports.h) */
     atomic_bool stopping;
     at_counter_t *requests[600];
     at_histogram_t *latency;
@@ -75,6 +78,8 @@ void cd_server_destroy(cd_server_t *srv);
 void cd_http_register(cd_server_t *srv, h2o_pathconf_t *pathconf);
 /* Receiver of the core worker's answers on a loop thread. */
 void cd_http_on_reply(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages);
+/* Receiver of the reports thread's answers on a loop thread. */
+void cd_http_on_report(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages);
 
 /* ---- the updates feed (cd_feed.c) ---- */
 cd_feed_t *cd_feed_new(const cd_conf_t *conf, cd_core_t *core, at_metrics_t *metrics, at_err_t *err);

@@ -23,6 +23,7 @@ packages=(
   chromium               # tests/e2e/browser.sh: headless Chromium driven by playwright-core
   openssl                # scripts/run.sh signs a demo click URL
   curl                   # tests/it/coredata_cli.sh and the README walk-through
+  tzdata                 # coredata's reports read IANA zones from /usr/share/zoneinfo (coredata/cd_tz.c)
 )
 
 # Node.js runs the tracker's unit test and playwright-core. Machines that already have a
