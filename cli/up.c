@@ -157,6 +157,7 @@ typedef struct up_s {
     char enricher_listen[UP_MAX_ENRICHERS][64];
     char token[33];
     char dash_token[49];
+    char read_token[49]; /* coredata --read-token: the dashboard's history and `adtrack report` */
     char click_key[65];
     int ctl_fd; /* devstream's stdin fifo, held read-write */
     int lock_fd;
@@ -166,7 +167,7 @@ typedef struct up_s {
     char scripts[PATH_MAX];         /* absolute scripts/ directory (when either is used) */
     char infra[PATH_MAX];           /* absolute --infra-dir */
     bool demo_page;               /* the collector has --demo-page */
-    bool dash_redis, dash_scrape; /* the dashboard's options */
+    bool dash_redis, dash_scrape, dash_reports; /* the dashboard's options */
     bool seeded;
     int signals; /* SIGINT/SIGTERM received */
     sup_child_t redis, devstream, coredata, seed, dashboard, collector;
@@ -478,6 +479,7 @@ static int prep_coredata(sup_child_t *c, void *opaque, at_err_t *err)
     sv_add_list(&a, &up->conf.coredata_arg);
     /* The token goes through the environment: a command line is readable by every user. */
     sv_addf(&e, "ADTRACK_ADMIN_TOKEN=%s", up->token);
+    sv_addf(&e, "ADTRACK_READ_TOKEN=%s", up->read_token);
     sv_apply(c, &a, &e);
     return 0;
 }
@@ -534,6 +536,11 @@ static int prep_dashboard(sup_child_t *c, void *opaque, at_err_t *err)
         sv_addf(&a, "--scrape=collector=%s/metrics", up->collector_url);
         for (int64_t i = 0; i < up->conf.enrichers; i++)
             sv_addf(&a, "--scrape=%s=http://%s/metrics", up->enricher[i].name, up->enricher_listen[i]);
+    }
+    if (up->dash_reports) {
+        /* history charts: coredata's GET /v1/reports with the read token (never the admin one) */
+        sv_addf(&a, "--reports=%s", up->admin_url);
+        sv_addf(&e, "ADTRACK_REPORTS_TOKEN=%s", up->read_token);
     }
     sv_addf(&a, "--log-level=%s", up->conf.log_level);
     sv_add_list(&a, &up->conf.dashboard_arg);
@@ -1063,6 +1070,7 @@ static int find_bin_dir(up_t *up)
     if (up->with_dashboard) {
         up->dash_redis = help_has(dash, "--redis");
         up->dash_scrape = help_has(dash, "--scrape");
+        up->dash_reports = help_has(dash, "--reports");
     }
     up->demo_page = help_has(col, "--demo-page");
     return 0;
@@ -1260,7 +1268,7 @@ static int prepare_data_dir(up_t *up)
     if (ftruncate(up->lock_fd, 0) != 0 || write(up->lock_fd, pid, (size_t)len) != len)
         return -1;
 
-    /* A fresh admin and dashboard token every run; the click key is kept, so signed click links made by
+    /* A fresh admin, dashboard and read token every run; the click key is kept, so signed click links made by
      * an earlier run stay valid. */
     random_hex(up->token, 16);
     path_join(p, sizeof(p), up->dir, "admin.token");
@@ -1271,6 +1279,12 @@ static int prepare_data_dir(up_t *up)
     random_hex(up->dash_token, 24);
     path_join(p, sizeof(p), up->dir, "dashboard.token");
     if (write_secret(p, up->dash_token) != 0) {
+        fprintf(stderr, "adtrack up: %s: %s\n", p, strerror(errno));
+        return -1;
+    }
+    random_hex(up->read_token, 24);
+    path_join(p, sizeof(p), up->dir, "read.token");
+    if (write_secret(p, up->read_token) != 0) {
         fprintf(stderr, "adtrack up: %s: %s\n", p, strerror(errno));
         return -1;
     }
@@ -1428,6 +1442,8 @@ static void print_banner(const up_t *up)
         fprintf(o, "  Dashboard        (adtrack-dashboard is not built)\n");
     fprintf(o, "  Admin API        %s   token: %s/admin.token%s\n", up->admin_url, d,
             up->seeded ? "   (demo data seeded: seed.json)" : "");
+    fprintf(o, "  Reports          %s report --api %s --token-file %s/read.token --from <day> --to <day>\n",
+            up->self, up->admin_url, d);
     fprintf(o, "  Data directory   %s   (logs in logs/)\n", d);
     if (files) {
         fprintf(o, "  Stored events    %s/sink/enricher-*/events-*.jsonl\n", d);
