@@ -2,7 +2,8 @@
 # Browser end to end: `adtrack up` on free ports, then headless Chromium (Debian's
 # /usr/bin/chromium) driven by playwright-core (tests/e2e/browser/demo.test.mjs) loads the
 # dashboard and the demo page, scrolls an ad into view, clicks it, and checks that the
-# impression, view and click are stored and that the dashboard shows them without a reload.
+# impression, view and click are stored and that the dashboard shows them without a reload,
+# and that its history charts (from the hourly rollups through coredata's reports) add up.
 # Screenshots and logs are kept in $ADTRACK_TEST_TMP/browser (CI artifacts).
 #
 # playwright-core comes from the npm registry (tests/e2e/browser/package-lock.json pins it);
@@ -46,7 +47,7 @@ aport=$(port)
 dport=$(port)
 
 "$bin/adtrack" up --data-dir "$data" --listen "127.0.0.1:$cport" --admin-listen "127.0.0.1:$aport" \
-    --dashboard-listen "127.0.0.1:$dport" >"$out/up.out" 2>"$out/up.err" &
+    --dashboard-listen "127.0.0.1:$dport" --dashboard-arg=--reports-poll-s=5 >"$out/up.out" 2>"$out/up.err" &
 up_pid=$!
 for _ in $(seq 1 600); do
     grep -q '^adtrack is up' "$out/up.out" 2>/dev/null && break

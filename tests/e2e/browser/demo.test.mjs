@@ -6,7 +6,10 @@
 //   5. the impression, view and click of that ad are in the enricher's file sink;
 //   5b. the landing page's tracker kept the click id in a first-party cookie, and a purchase
 //       there sends a conversion that is stored attributed to the click;
-//   6. the dashboard, never reloaded, shows the new counts.
+//   6. the dashboard, never reloaded, shows the new counts;
+//   7. its history section (hourly rollups -> coredata's GET /v1/reports -> the dashboard)
+//      draws bars whose impressions add up to exactly the impressions stored, switches to
+//      clicks, and lists the campaign with its conversion in the 30-day table.
 // Screenshots go to $ARTIFACT_DIR. Every wait is a poll with a generous bound.
 //
 // Environment: COLLECTOR_URL, DASHBOARD_URL, SINK_DIR, ARTIFACT_DIR, CHROMIUM (default
@@ -178,6 +181,30 @@ try {
   check(after && after.shown.imp.replace(/[^0-9]/g, '') === String(after.imp),
     `dashboard shows the impression count on the page (${after?.shown.imp})`);
   await dash.screenshot({ path: path.join(artifacts, '5-dashboard-after.png'), fullPage: true });
+
+  // 7. History: the bars come from the rollups, so once they caught up the impressions of all
+  // hourly bars equal the impressions in the sink (every stored event is within 48 hours).
+  const bars = (sel) => dash.evaluate((q) => [...document.querySelectorAll(q + ' rect')]
+    .reduce((a, r) => a + Number(r.dataset.value || 0), 0), sel);
+  const storedImp = () => sinkDocs('events-').filter((d) => d.e === 'imp').length;
+  const histImp = await pollFor(async () => {
+    const st = await dash.evaluate(() => document.querySelector('#history')?.dataset.state);
+    const n = await bars('#history-hourly');
+    return st === 'ok' && n > 0 && n === storedImp() ? n : null;
+  }, 60000, 500);
+  check(histImp !== null, `history: hourly impression bars add up to the stored impressions ` +
+    `(${await bars('#history-hourly')} vs ${storedImp()})`);
+  check(await bars('#history-daily') === storedImp(), 'history: daily impression bars add up to the same');
+  await dash.click('.metric-pick button[data-metric="click"]');
+  const storedClick = sinkDocs('events-').filter((d) => d.e === 'click').length;
+  check(await bars('#history-hourly') === storedClick, `history: the clicks button shows the ${storedClick} stored clicks`);
+  const row = await dash.evaluate((c) => {
+    const tr = document.querySelector(`#history-table tr[data-campaign="${c}"]`);
+    return tr ? [...tr.children].map((td) => td.textContent) : null;
+  }, below.c);
+  check(row !== null && Number(row[4]) >= 1, `history table lists ${below.c} with its conversion (${row})`);
+  await dash.locator('#history').scrollIntoViewIfNeeded();
+  await dash.locator('#history').screenshot({ path: path.join(artifacts, '6-dashboard-history.png') });
 } finally {
   await browser.close();
 }
