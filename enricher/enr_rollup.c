@@ -36,7 +36,7 @@
 #define MONGO_MAX_ROUNDS 8
 /* The MongoDB store's cache of "o" is only a shortcut (a stale entry costs one more round),
  * so it is simply emptied when it grows past this many documents. */
-#define MONGO_CACHE_MAX 200000
+#define MONGO_CACHE_MAX 100000
 #define ID_MAX (13 + 4 * (AT_EVENT_ID_MAX + 1) + 16)
 
 typedef struct body_s {
@@ -498,7 +498,9 @@ int enr_rollup_add(enr_rollup_t *r, const enr_rollup_event_t *ev, at_err_t *err)
     } else {
         rc->reason = (uint8_t)ev->reason;
     }
-    if (ev->uid.len > 0) {
+    /* Unique users are those of stored, valid events: a bot's or an unknown campaign's
+     * traffic is not an audience (docs/REPORTS.md). */
+    if (ev->reason == AT_REJ_NONE && ev->uid.len > 0) {
         uint32_t reg;
         at_hll_hash(ev->uid.p, ev->uid.len, &reg, &rc->rank);
         rc->reg = (uint16_t)reg;
@@ -911,6 +913,8 @@ static int file_reload(enr_rollup_t *r, doc_t *d, at_err_t *err)
  * hour seen; their "o" and the place of their last line stay. */
 static void file_evict(enr_rollup_t *r)
 {
+    if (r->newest_hour == INT64_MIN)
+        return; /* no document yet */
     int64_t cutoff = r->newest_hour - r->keep_hours * HOUR_MS;
     for (size_t i = 0; i < r->tcap; i++)
         for (doc_t *d = r->tab[i]; d != NULL; d = d->next)
@@ -1111,7 +1115,8 @@ enr_rollup_t *enr_rollup_file_new(const char *dir, int64_t rotate_bytes, int64_t
         seqs[nseqs++] = seq;
     }
     closedir(dd);
-    qsort(seqs, nseqs, sizeof(*seqs), seq_cmp);
+    if (nseqs > 1) /* seqs is NULL when there are none (UBSan) */
+        qsort(seqs, nseqs, sizeof(*seqs), seq_cmp);
     for (size_t i = 0; i < nseqs; i++) {
         if (file_load(r, seqs[i], i + 1 == nseqs, err) != 0) {
             free(seqs);

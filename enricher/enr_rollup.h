@@ -52,7 +52,7 @@ typedef struct enr_rollup_event_s {
     at_reject_t reason;     /* AT_REJ_NONE: stored in events; else stored in rejected */
     at_str_t c, cr, p, pl;  /* the event's dimensions ({NULL, 0} = absent) */
     at_str_t adv;           /* the campaign's advertiser as the worker saw it, or absent */
-    at_str_t uid;           /* absent: not counted in the unique users */
+    at_str_t uid;           /* counted in the unique users of valid events; absent: not counted */
     int64_t price_micros;   /* the stored event's price_micros (valid events) */
     int64_t payout_micros;  /* the stored event's payout_micros (attribution), or 0 */
 } enr_rollup_event_t;

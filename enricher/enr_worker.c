@@ -1,6 +1,7 @@
 /*
  * enr_worker.c: the worker thread: consume a batch, validate and enrich it, charge budgets,
- * store it, produce the rejected events, commit its offsets. See docs/ENRICHER.md.
+ * store it, add it to the hourly rollups (enr_rollup.h), produce the rejected events, commit
+ * its offsets. See docs/ENRICHER.md.
  *
  * One batch in hand at a time (memory bounded by --batch-size). A batch is processed by
  * attempt(); any failure (Redis, sink, rejected topic, commit) pauses every assigned

@@ -198,7 +198,9 @@ static void test_enr_rollup_add__rejected_reason_placement(void **state)
     assert_int_equal(enr_rollup_commit(r, H17, &res, &err), 0);
     assert_int_equal(res.documents, 2);
     enr_rollup_counts_t own, none;
-    assert_true(enr_rollup_file_peek(r, ID0, &own, NULL, NULL));
+    at_hll_t users;
+    assert_true(enr_rollup_file_peek(r, ID0, &own, &users, NULL));
+    assert_int_equal(at_hll_used(&users), 0); /* the bot's uid is not a unique user */
     assert_int_equal(own.rejected, 2);
     assert_int_equal(own.rej[AT_REJ_BOT], 1);
     assert_int_equal(own.rej[AT_REJ_CAMPAIGN_INACTIVE], 1);
