@@ -78,8 +78,13 @@ typedef struct rec_s {
 
 typedef struct delta_s {
     doc_t *d;
-    body_t b;
-    int64_t top; /* highest offset the batch counts in d */
+    body_t b;        /* what the batch adds; b.u is all zero except the registers in dirty */
+    int64_t top;     /* highest offset the batch counts in d */
+    uint16_t *dirty; /* registers b.u sets, each once (a batch sets few of the 2048) */
+    uint8_t *undo;   /* files: the document's rank of each dirty register before the batch */
+    size_t ndirty, capdirty;
+    enr_rollup_counts_t undo_n; /* files: the document's counters before the batch */
+    bool fresh;      /* files: the document's body was allocated by this commit */
 } delta_t;
 
 struct enr_rollup_s {
@@ -110,6 +115,11 @@ struct enr_rollup_s {
     size_t *line_end; /* per delta: end of its line in buf */
     size_t lecap;
     int64_t newest_hour;
+
+    /* "YYYY-MM-DDTHH" of the last few hours seen, so that an event's _id costs no
+     * gmtime/snprintf (direct-mapped on the hour number). */
+    int64_t hour_ms[8];
+    char hour_txt[8][14];
 };
 
 /* ---- pure helpers ---- */
@@ -133,26 +143,71 @@ static size_t put_str(char *o, at_str_t s)
     return s.len;
 }
 
+/* Writes the decimal form of @p v at @p o; returns the end. */
+static char *put_int(char *o, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        *o++ = '-';
+    while (n > 0)
+        *o++ = tmp[--n];
+    return o;
+}
+
+/* "YYYY-MM-DDTHH" of the hour starting at @p hour_ms into @p out (14 bytes with the NUL);
+ * false for a year outside 0-9999. */
+static bool format_hour(char out[14], int64_t hour_ms)
+{
+    time_t secs = (time_t)(hour_ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+        return false;
+    int f[4] = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour}; /* 4, 2, 2, 2 digits */
+    int width[4] = {4, 2, 2, 2};
+    char sep[4] = {'-', '-', 'T', '\0'};
+    char *o = out;
+    for (int i = 0; i < 4; i++) {
+        for (int d = width[i] - 1; d >= 0; d--, f[i] /= 10)
+            o[d] = (char)('0' + f[i] % 10);
+        o += width[i];
+        *o++ = sep[i];
+    }
+    return true;
+}
+
+/* The _id after its hour: "|c|cr|p|pl|k" at @p o; returns the end. */
+static char *put_id_tail(char *o, at_str_t c, at_str_t cr, at_str_t p, at_str_t pl, int32_t k)
+{
+    *o++ = '|';
+    o += put_str(o, c);
+    *o++ = '|';
+    o += put_str(o, cr);
+    *o++ = '|';
+    o += put_str(o, p);
+    *o++ = '|';
+    o += put_str(o, pl);
+    *o++ = '|';
+    return put_int(o, k);
+}
+
 size_t enr_rollup_format_id(char *out, size_t size, int64_t ts_ms, at_str_t c, at_str_t cr, at_str_t p, at_str_t pl,
                             int32_t k)
 {
     if (size < 13 + c.len + cr.len + p.len + pl.len + 4 + 13)
         return 0;
-    time_t secs = (time_t)(enr_rollup_hour_ms(ts_ms) / 1000);
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+    char hour[14];
+    if (!format_hour(hour, enr_rollup_hour_ms(ts_ms)))
         return 0;
-    size_t n = (size_t)snprintf(out, size, "%04d-%02d-%02dT%02d|", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                                tm.tm_hour);
-    n += put_str(out + n, c);
-    out[n++] = '|';
-    n += put_str(out + n, cr);
-    out[n++] = '|';
-    n += put_str(out + n, p);
-    out[n++] = '|';
-    n += put_str(out + n, pl);
-    n += (size_t)snprintf(out + n, size - n, "|%d", (int)k);
-    return n;
+    memcpy(out, hour, 13);
+    char *end = put_id_tail(out + 13, c, cr, p, pl, k);
+    *end = '\0';
+    return (size_t)(end - out);
 }
 
 int64_t enr_rollup_payout_bson(const bson_t *event)
@@ -166,19 +221,19 @@ int64_t enr_rollup_payout_line(const char *json, size_t len)
 {
     static const char key[] = "\"payout_micros\" : ";
     const size_t klen = sizeof(key) - 1;
-    /* The key at top level: the enriched event has no subdocuments, and string values
-     * cannot hold an unescaped quote, so the first match is the field. */
-    for (const char *s = json, *end = json + len; (s = memchr(s, '"', (size_t)(end - s))) != NULL; s++) {
-        if ((size_t)(end - s) < klen || memcmp(s, key, klen) != 0)
-            continue;
-        char num[24];
-        size_t n = 0;
-        for (const char *q = s + klen; q < end && n + 1 < sizeof(num) && (*q == '-' || (*q >= '0' && *q <= '9')); q++)
-            num[n++] = *q;
-        num[n] = '\0';
-        return n > 0 ? strtoll(num, NULL, 10) : 0;
-    }
-    return 0;
+    /* The key at top level: the enriched event has no subdocuments, and a string value
+     * holds a quote only escaped (\"payout_micros\" is not followed by '"'), so the first
+     * match is the field. */
+    const char *s = memmem(json, len, key, klen);
+    if (s == NULL)
+        return 0;
+    const char *end = json + len;
+    char num[24];
+    size_t n = 0;
+    for (const char *q = s + klen; q < end && n + 1 < sizeof(num) && (*q == '-' || (*q >= '0' && *q <= '9')); q++)
+        num[n++] = *q;
+    num[n] = '\0';
+    return n > 0 ? strtoll(num, NULL, 10) : 0;
 }
 
 static uint64_t id_hash(const char *s, size_t len)
@@ -457,13 +512,21 @@ int enr_rollup_add(enr_rollup_t *r, const enr_rollup_event_t *ev, at_err_t *err)
     at_str_t none = {NULL, 0};
     at_str_t c = own ? ev->c : none, cr = own ? ev->cr : none, p = own ? ev->p : none, pl = own ? ev->pl : none;
     char id[ID_MAX];
-    size_t idlen = enr_rollup_format_id(id, sizeof(id), ev->ts_ms, c, cr, p, pl, ev->k);
-    if (idlen == 0)
-        return 0; /* a dimension longer than the envelope allows, or a year past 9999: no hour to put it in */
+    int64_t hour = enr_rollup_hour_ms(ev->ts_ms);
+    size_t slot = (size_t)(hour / HOUR_MS) & 7;
+    if (c.len + cr.len + p.len + pl.len > 4 * AT_EVENT_ID_MAX)
+        return 0; /* longer than the envelope allows: cannot be a checked event */
+    if (r->hour_ms[slot] != hour || r->hour_txt[slot][0] == '\0') {
+        if (!format_hour(r->hour_txt[slot], hour))
+            return 0; /* a year past 9999: no hour to write */
+        r->hour_ms[slot] = hour;
+    }
+    memcpy(id, r->hour_txt[slot], 13);
+    size_t idlen = (size_t)(put_id_tail(id + 13, c, cr, p, pl, ev->k) - id);
     uint64_t h = id_hash(id, idlen);
     doc_t *d = doc_find(r, id, idlen, h);
     if (d == NULL) {
-        d = doc_new(r, id, idlen, h, enr_rollup_hour_ms(ev->ts_ms), c, cr, p, pl, own ? ev->adv : none, ev->k);
+        d = doc_new(r, id, idlen, h, hour, c, cr, p, pl, own ? ev->adv : none, ev->k);
         if (d == NULL)
             return at_err_set(err, AT_ERR_NOMEM, "stats_hourly: out of memory");
     }
@@ -530,13 +593,18 @@ static long compute_deltas(enr_rollup_t *r)
                 delta_t *nd = realloc(r->deltas, nc * sizeof(*nd));
                 if (nd == NULL)
                     return -1;
+                memset(nd + r->dcap, 0, (nc - r->dcap) * sizeof(*nd)); /* clean sketches */
                 r->deltas = nd;
                 r->dcap = nc;
             }
             delta_t *dl = &r->deltas[r->ndeltas];
             dl->d = d;
             dl->top = -1;
-            body_clear(&dl->b);
+            dl->fresh = false;
+            memset(&dl->b.n, 0, sizeof(dl->b.n));
+            for (size_t j = 0; j < dl->ndirty; j++) /* the slot's last use: clear only what it set */
+                dl->b.u.reg[dl->dirty[j]] = 0;
+            dl->ndirty = 0;
             d->delta = (int)r->ndeltas++;
         }
         delta_t *dl = &r->deltas[d->delta];
@@ -555,8 +623,24 @@ static long compute_deltas(enr_rollup_t *r)
             n->rejected++;
             n->rej[rc->reason]++;
         }
-        if (rc->rank > 0)
-            at_hll_set(&dl->b.u, rc->reg, rc->rank);
+        if (rc->rank > dl->b.u.reg[rc->reg]) {
+            if (dl->b.u.reg[rc->reg] == 0) {
+                if (dl->ndirty == dl->capdirty) {
+                    size_t nc = dl->capdirty ? dl->capdirty * 2 : 16;
+                    uint16_t *ndy = realloc(dl->dirty, nc * sizeof(*ndy));
+                    uint8_t *nu = realloc(dl->undo, nc);
+                    if (ndy != NULL)
+                        dl->dirty = ndy;
+                    if (nu != NULL)
+                        dl->undo = nu;
+                    if (ndy == NULL || nu == NULL)
+                        return -1;
+                    dl->capdirty = nc;
+                }
+                dl->dirty[dl->ndirty++] = rc->reg;
+            }
+            dl->b.u.reg[rc->reg] = rc->rank;
+        }
         if (rc->offset > dl->top)
             dl->top = rc->offset;
     }
@@ -669,14 +753,12 @@ static void mongo_append_update(mongoc_bulk_operation_t *bulk, const delta_t *dl
         BSON_APPEND_INT64(&inc, key, n->rej[i]);
     }
     bson_append_document_end(&upd, &inc);
-    if (at_hll_used(&dl->b.u) > 0) {
+    if (dl->ndirty > 0) {
         BSON_APPEND_DOCUMENT_BEGIN(&upd, "$max", &max);
-        for (uint32_t i = 0; i < AT_HLL_REGISTERS; i++) {
-            if (dl->b.u.reg[i] == 0)
-                continue;
+        for (size_t i = 0; i < dl->ndirty; i++) {
             char key[16];
-            snprintf(key, sizeof(key), "u.%u", i);
-            BSON_APPEND_INT32(&max, key, dl->b.u.reg[i]);
+            snprintf(key, sizeof(key), "u.%u", (unsigned)dl->dirty[i]);
+            BSON_APPEND_INT32(&max, key, dl->b.u.reg[dl->dirty[i]]);
         }
         bson_append_document_end(&upd, &max);
     }
@@ -958,6 +1040,125 @@ static int buf_reserve(enr_rollup_t *r, size_t more)
     return 0;
 }
 
+/* Appends ", "<key>" : <v>" (or without the comma for the first of a document). */
+static char *put_kv_int(char *o, const char *key, size_t klen, int64_t v)
+{
+    memcpy(o, key, klen);
+    return put_int(o + klen, v);
+}
+
+static char *put_kv_str(char *o, const char *key, size_t klen, const char *v)
+{
+    memcpy(o, key, klen);
+    return at_json_put_str(o + klen, v, strlen(v));
+}
+
+/*
+ * Appends document @p d with counters and sketch @p b as its line: the bytes
+ * bson_as_relaxed_extended_json() writes for doc_to_bson()'s document, without building
+ * it (a batch writes one line per document it changed, and libbson's path cost the worker
+ * several times more). Returns 0, or 1 when the document needs libbson's path (text that
+ * is not UTF-8, a date outside 1970-9999), or -1 when memory runs out.
+ */
+static int render_line(enr_rollup_t *r, const doc_t *d, const body_t *b, int64_t o, int64_t mt_ms)
+{
+    const char *strs[] = {d->id, d->c, d->adv, d->cr, d->p, d->pl};
+    size_t slen = 0;
+    for (size_t i = 0; i < AT_ARRAY_LEN(strs); i++) {
+        size_t n = strlen(strs[i]);
+        if (!at_json_utf8_ok(strs[i], n))
+            return 1;
+        slen += 2 + 6 * n;
+    }
+    if (d->h_ms < 0 || d->h_ms > AT_JSON_DATE_MAX || mt_ms < 0 || mt_ms > AT_JSON_DATE_MAX)
+        return 1;
+    /* strings, 2 dates, 11 numbers, every reason and every register at their longest */
+    if (buf_reserve(r, slen + 2 * 40 + 11 * 32 + AT_REJ__COUNT * 64 + AT_HLL_REGISTERS * 16 + 256) != 0)
+        return -1;
+    char *w = r->buf + r->bufused;
+    w = put_kv_str(w, "{ \"_id\" : ", 10, d->id);
+    memcpy(w, ", \"h\" : ", 8);
+    w = at_json_put_date(w + 8, d->h_ms);
+    w = put_kv_str(w, ", \"c\" : ", 8, d->c);
+    w = put_kv_str(w, ", \"adv\" : ", 10, d->adv);
+    w = put_kv_str(w, ", \"cr\" : ", 9, d->cr);
+    w = put_kv_str(w, ", \"p\" : ", 8, d->p);
+    w = put_kv_str(w, ", \"pl\" : ", 9, d->pl);
+    w = put_kv_int(w, ", \"k\" : ", 8, d->k);
+    w = put_kv_int(w, ", \"o\" : ", 8, o);
+    w = put_kv_int(w, ", \"imp\" : ", 10, b->n.imp);
+    w = put_kv_int(w, ", \"view\" : ", 11, b->n.view);
+    w = put_kv_int(w, ", \"click\" : ", 12, b->n.click);
+    w = put_kv_int(w, ", \"conv\" : ", 11, b->n.conv);
+    w = put_kv_int(w, ", \"spend\" : ", 12, b->n.spend);
+    w = put_kv_int(w, ", \"payout\" : ", 13, b->n.payout);
+    w = put_kv_int(w, ", \"rejected\" : ", 15, b->n.rejected);
+    memcpy(w, ", \"rej\" : {", 11);
+    w += 11;
+    bool first = true;
+    for (int i = 1; i < AT_REJ__COUNT; i++) {
+        if (b->n.rej[i] <= 0)
+            continue;
+        const char *name = at_reject_str((at_reject_t)i);
+        *w++ = first ? ' ' : ',';
+        if (!first)
+            *w++ = ' ';
+        w = at_json_put_str(w, name, strlen(name));
+        memcpy(w, " : ", 3);
+        w = put_int(w + 3, b->n.rej[i]);
+        first = false;
+    }
+    memcpy(w, first ? "  }" : " }", first ? 3 : 2);
+    w += first ? 3 : 2;
+    memcpy(w, ", \"u\" : {", 9);
+    w += 9;
+    first = true;
+    for (uint32_t i = 0; i < AT_HLL_REGISTERS; i += 8) {
+        uint64_t word;
+        memcpy(&word, b->u.reg + i, 8); /* most registers of most documents are 0 */
+        if (word == 0)
+            continue;
+        for (uint32_t j = i; j < i + 8; j++) {
+            if (b->u.reg[j] == 0)
+                continue;
+            *w++ = first ? ' ' : ',';
+            if (!first)
+                *w++ = ' ';
+            *w++ = '"';
+            w = put_int(w, j);
+            memcpy(w, "\" : ", 4);
+            w = put_int(w + 4, b->u.reg[j]);
+            first = false;
+        }
+    }
+    memcpy(w, first ? "  }" : " }", first ? 3 : 2);
+    w += first ? 3 : 2;
+    memcpy(w, ", \"mt\" : ", 9);
+    w = at_json_put_date(w + 9, mt_ms);
+    memcpy(w, " }", 2);
+    w += 2;
+    r->bufused = (size_t)(w - r->buf);
+    return 0;
+}
+
+/* Puts the documents of the batch's deltas back as they were before apply_deltas(). */
+static void undo_deltas(enr_rollup_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        delta_t *dl = &r->deltas[i];
+        doc_t *d = dl->d;
+        if (dl->fresh) {
+            free(d->body);
+            d->body = NULL;
+            r->nloaded--;
+            continue;
+        }
+        d->body->n = dl->undo_n;
+        for (size_t j = 0; j < dl->ndirty; j++)
+            d->body->u.reg[dl->dirty[j]] = dl->undo[j];
+    }
+}
+
 static int file_commit(enr_rollup_t *r, int64_t now_ms, enr_rollup_result_t *res, at_err_t *err)
 {
     res->rounds = 1;
@@ -974,74 +1175,91 @@ static int file_commit(enr_rollup_t *r, int64_t now_ms, enr_rollup_result_t *res
         r->line_end = nl;
         r->lecap = r->ndeltas;
     }
-    /* Each delta becomes the document's new version (old totals + delta) and its line. */
+    /* Each document gets its new version in place (old totals + the batch's delta), with
+     * what it was kept in the delta, so a failed write can put it back: then nothing of
+     * the batch counts, as if it had not been tried. */
     r->bufused = 0;
-    for (size_t i = 0; i < r->ndeltas; i++) {
+    size_t applied = 0;
+    int rc = 0;
+    for (size_t i = 0; i < r->ndeltas && rc == 0; i++) {
         delta_t *dl = &r->deltas[i];
         doc_t *d = dl->d;
-        if (d->exists && d->body == NULL && file_reload(r, d, err) != 0)
-            return -1;
-        if (d->body != NULL) {
-            counts_add(&dl->b.n, &d->body->n);
-            at_hll_merge(&dl->b.u, &d->body->u);
+        if (d->exists && d->body == NULL && file_reload(r, d, err) != 0) {
+            rc = -1;
+            break;
         }
-        bson_t doc = BSON_INITIALIZER;
-        doc_to_bson(&doc, d, &dl->b, dl->top, now_ms);
-        int rc = at_json_append_relaxed(&doc, &r->buf, &r->bufcap, &r->bufused);
-        bson_destroy(&doc);
-        if (rc != 0 || buf_reserve(r, 1) != 0)
-            return at_err_set(err, AT_ERR_NOMEM, "stats_hourly: cannot write %s as JSON", d->id);
+        if (d->body == NULL) {
+            d->body = calloc(1, sizeof(*d->body));
+            if (d->body == NULL) {
+                rc = at_err_set(err, AT_ERR_NOMEM, "stats_hourly: out of memory");
+                break;
+            }
+            r->nloaded++;
+            dl->fresh = true;
+        }
+        body_t *bd = d->body;
+        dl->undo_n = bd->n;
+        for (size_t j = 0; j < dl->ndirty; j++) {
+            uint16_t g = dl->dirty[j];
+            dl->undo[j] = bd->u.reg[g];
+            if (dl->b.u.reg[g] > bd->u.reg[g])
+                bd->u.reg[g] = dl->b.u.reg[g];
+        }
+        counts_add(&bd->n, &dl->b.n);
+        applied = i + 1;
+        int lr = render_line(r, d, bd, dl->top, now_ms);
+        if (lr > 0) {
+            bson_t doc = BSON_INITIALIZER;
+            doc_to_bson(&doc, d, bd, dl->top, now_ms);
+            lr = at_json_append_relaxed(&doc, &r->buf, &r->bufcap, &r->bufused);
+            bson_destroy(&doc);
+        }
+        if (lr != 0 || buf_reserve(r, 1) != 0) {
+            rc = at_err_set(err, AT_ERR_NOMEM, "stats_hourly: cannot write %s as JSON", d->id);
+            break;
+        }
         r->buf[r->bufused++] = '\n';
         r->line_end[i] = r->bufused;
     }
-    if (r->size >= r->rotate_bytes) {
+    if (rc == 0 && r->size >= r->rotate_bytes) {
         close(r->fd);
         r->fd = -1;
         r->seq++;
         r->size = 0;
         if (file_open_current(r, err) != 0) {
             r->seq--; /* keep appending to the old one next time */
-            return -1;
+            rc = -1;
         }
     }
-    size_t done = 0;
-    while (done < r->bufused) {
-        ssize_t n = write(r->fd, r->buf + done, r->bufused - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
+    if (rc == 0) {
+        size_t done = 0;
+        while (done < r->bufused) {
+            ssize_t n = write(r->fd, r->buf + done, r->bufused - done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            done += (size_t)n;
+        }
+        if (done < r->bufused || fdatasync(r->fd) != 0) {
+            int e = errno;
+            /* Cut whatever part reached the file, so the next attempt does not append
+             * after a torn line. */
+            if (ftruncate(r->fd, (off_t)r->size) != 0)
+                at_log(AT_LOG_WARN, "enricher", "stats_hourly: could not cut a failed write", "error",
+                       strerror(errno), NULL);
+            rc = at_err_set(err, AT_ERR_IO, "stats_hourly: write: %s", strerror(e));
+        }
     }
-    if (done < r->bufused || fdatasync(r->fd) != 0) {
-        int e = errno;
-        /* Nothing of this batch counts; cut whatever part reached the file so the next
-         * attempt does not append after a torn line. */
-        if (ftruncate(r->fd, (off_t)r->size) != 0)
-            at_log(AT_LOG_WARN, "enricher", "stats_hourly: could not cut a failed write", "error", strerror(errno),
-                   NULL);
-        return at_err_set(err, AT_ERR_IO, "stats_hourly: write: %s", done < r->bufused ? strerror(e) : "fdatasync");
+    if (rc != 0) {
+        undo_deltas(r, applied);
+        return -1;
     }
     size_t start = 0;
     int64_t newest = r->newest_hour;
     for (size_t i = 0; i < r->ndeltas; i++) {
         delta_t *dl = &r->deltas[i];
         doc_t *d = dl->d;
-        if (d->body == NULL) {
-            d->body = malloc(sizeof(*d->body));
-            if (d->body == NULL) {
-                /* The line is written; drop from memory and read it back when needed. */
-                d->exists = true;
-                d->o = dl->top;
-                d->line_seq = r->seq;
-                d->line_off = r->size + (int64_t)start;
-                d->line_len = (uint32_t)(r->line_end[i] - 1 - start);
-                start = r->line_end[i];
-                continue;
-            }
-            r->nloaded++;
-        }
-        *d->body = dl->b;
         d->exists = true;
         d->o = dl->top;
         d->mt_ms = now_ms;
@@ -1188,6 +1406,10 @@ void enr_rollup_destroy(enr_rollup_t *r)
     tab_clear(r);
     free(r->tab);
     free(r->recs);
+    for (size_t i = 0; i < r->dcap; i++) {
+        free(r->deltas[i].dirty);
+        free(r->deltas[i].undo);
+    }
     free(r->deltas);
     free(r->batch);
     free(r->buf);

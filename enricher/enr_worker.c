@@ -881,8 +881,10 @@ static int rollup_batch(worker_t *w, at_err_t *err)
         }
         if (it->v.reason == AT_REJ_NONE) {
             ev.price_micros = it->v.price_micros;
-            ev.payout_micros = it->has_line ? enr_rollup_payout_line(w->lbuf + it->line_off, it->line_len)
-                                            : enr_rollup_payout_bson(&it->doc);
+            /* Attribution adds payout_micros to conversions only; other events are not searched. */
+            if (it->pe.ev.type == AT_EV_CONV)
+                ev.payout_micros = it->has_line ? enr_rollup_payout_line(w->lbuf + it->line_off, it->line_len)
+                                                : enr_rollup_payout_bson(&it->doc);
         }
         if (enr_rollup_add(w->rollup, &ev, err) != 0) {
             enr_cache_unlock(w->srv->cache);

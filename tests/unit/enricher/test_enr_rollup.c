@@ -415,6 +415,63 @@ static void test_enr_rollup_file__document_shape(void **state)
     rm_dir(dir);
 }
 
+/* The lines are written by hand (render_line), not by libbson: each must be exactly what
+ * libbson writes for the same document (rejected reasons, thousands of registers, an
+ * advertiser that needs escapes, a document read back and grown after a restart). */
+static void test_enr_rollup_file__lines_are_libbson_bytes(void **state)
+{
+    (void)state;
+    char *dir = fresh_dir();
+    at_err_t err;
+    enr_rollup_t *r = enr_rollup_file_new(dir, 1 << 20, 3, &err);
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            enr_rollup_destroy(r);
+            r = enr_rollup_file_new(dir, 1 << 20, 3, &err);
+            assert_non_null(r);
+        }
+        enr_rollup_begin(r);
+        for (int i = 0; i < 6000; i++) {
+            char uid[32];
+            snprintf(uid, sizeof(uid), "user-%d-%d", round, i);
+            enr_rollup_event_t ev = imp(i % 3, round * 10000 + i, H17 + i, uid);
+            ev.adv = S("adv \"quoted\" \\ tab\t caf\xc3\xa9");
+            if (i % 7 == 0)
+                ev.reason = i % 2 ? AT_REJ_BOT : AT_REJ_PUBLISHER_NOT_ALLOWED;
+            if (i % 11 == 0)
+                ev.type = AT_EV_CONV, ev.payout_micros = -5; /* negative numbers too */
+            assert_int_equal(enr_rollup_add(r, &ev, &err), 0);
+        }
+        enr_rollup_result_t res;
+        assert_int_equal(enr_rollup_commit(r, H17 + 7, &res, &err), 0);
+        assert_int_equal(res.documents, 3);
+    }
+    enr_rollup_destroy(r);
+    char p[512];
+    snprintf(p, sizeof(p), "%s/stats_hourly-1.jsonl", dir);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int lines = 0;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        bson_error_t e;
+        bson_t *b = bson_new_from_json((const uint8_t *)line, len - 1, &e);
+        assert_non_null(b);
+        char *again = bson_as_relaxed_extended_json(b, NULL);
+        line[len - 1] = '\0';
+        assert_string_equal(line, again);
+        bson_free(again);
+        bson_destroy(b);
+        lines++;
+    }
+    free(line);
+    fclose(f);
+    assert_int_equal(lines, 6);
+    rm_dir(dir);
+}
+
 static void test_enr_rollup_payout__from_line_and_bson(void **state)
 {
     (void)state;
@@ -440,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_enr_rollup_file__rebuild_torn_tail_and_corrections),
         cmocka_unit_test(test_enr_rollup_file__rotation_and_reload_of_dropped_hours),
         cmocka_unit_test(test_enr_rollup_file__document_shape),
+        cmocka_unit_test(test_enr_rollup_file__lines_are_libbson_bytes),
         cmocka_unit_test(test_enr_rollup_payout__from_line_and_bson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
