@@ -493,7 +493,8 @@ static int str_cmp(const void *a, const void *b)
 
 static size_t distinct(char **v, size_t n)
 {
-    qsort(v, n, sizeof(*v), str_cmp);
+    if (n > 1) /* v is NULL for a key without users (UBSan) */
+        qsort(v, n, sizeof(*v), str_cmp);
     size_t d = 0;
     for (size_t i = 0; i < n; i++)
         d += i == 0 || strcmp(v[i], v[i - 1]) != 0;
