@@ -20,6 +20,14 @@
 #   ENR_BENCH_SCRIPT=N   also time the budget script alone (adtrack-enricher-budget-bench: N
 #                        calls of 1000 charges over 10 campaigns, RUNS times per build,
 #                        alternating): median ms per call and Redis us per charge
+#   ENR_BENCH_ROLLUPS=1  every run is done twice, alternating, with --rollups off and
+#                        --rollups on (same build), and the median ratio on/off is printed: the
+#                        cost of the hourly rollups (stats_hourly)
+#   ENR_BENCH_ARGS="..."  extra enricher options for every run (e.g. --batch-size 5000;
+#                        a later option wins)
+#   ENR_BENCH_SINK=ferretdb  the MongoDB sink on FerretDB (scripts/ferretdb.sh; a fresh
+#                        FerretDB per run, so no run finds the events or rollups of another)
+#                        instead of the file sink
 #   ENR_BENCH_CALLGRIND=N  also drain N warm events once per build under valgrind
 #                        --tool=callgrind and print the worker thread's instructions per event
 #                        (counted inside enr_worker_main only: start-up, librdkafka's own
@@ -35,6 +43,17 @@ CG_EVENTS=${ENR_BENCH_CALLGRIND:-0}
 SCRIPT_CALLS=${ENR_BENCH_SCRIPT:-0}
 BUILDS=("$BUILD")
 [ -n "$BASE" ] && BUILDS=("$BASE" "$BUILD")
+# Variants: "label|build dir|extra enricher args", run alternately within each round.
+VARIANTS=()
+for b in "${BUILDS[@]}"; do
+    if [ "${ENR_BENCH_ROLLUPS:-0}" = 1 ]; then
+        VARIANTS+=("rollups-off|$b|--rollups off" "rollups-on|$b|--rollups on")
+    else
+        VARIANTS+=("$(basename "$b")|$b|")
+    fi
+done
+SINK=${ENR_BENCH_SINK:-file}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TMP=$(mktemp -d /tmp/enr-bench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
@@ -54,7 +73,6 @@ if [ "${ENR_BENCH_KAFKA:-devstream}" = real ]; then
     # deploy/topics.conf exist there, so the warm modes use adtrack.events.raw (16 partitions).
     case " $MODES " in *" cold "* | *" rss "*) echo "ENR_BENCH_KAFKA=real runs the warm modes only (ENR_BENCH_MODES)" >&2; exit 2 ;; esac
     [ "$CG_EVENTS" = 0 ] || { echo "ENR_BENCH_KAFKA=real: no callgrind run" >&2; exit 2; }
-    ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     BS=$(bash "$ROOT/scripts/kafka.sh" start --dir "$TMP/kafka" --nodes 1 --partitions adtrack.events.raw=16 \
         --owner-pid $$ 2>"$TMP/kafka.err" | head -1) || { tail -5 "$TMP/kafka.err" >&2; exit 1; }
     PIDS+=("$(cat "$TMP/kafka/node-1/pid")")
@@ -129,14 +147,30 @@ total_calls() { $R info commandstats | awk -F'[=,:]' '/^cmdstat_/ { s += $3 } EN
 # script calls included), from INFO commandstats.
 script_usec() { $R info commandstats | awk -F'[=,:]' '/^cmdstat_eval(sha)?:/ { s += $5 } END { print s + 0 }'; }
 
+# sink_args TAG: the enricher's sink options for one run; with ENR_BENCH_SINK=ferretdb a
+# fresh FerretDB (its own data directory) is started for the run.
+FDB_DIRS=()
+sink_args() {
+    if [ "$SINK" = ferretdb ]; then
+        local d=$TMP/fdb-$1
+        local uri; uri=$(bash "$ROOT/scripts/ferretdb.sh" start --dir "$d" --owner-pid $$ 2>"$TMP/fdb-$1.err" | head -1) ||
+            { cat "$TMP/fdb-$1.err" >&2; exit 1; }
+        FDB_DIRS+=("$d")
+        echo "--mongo $uri --mongo-w 1"
+    fi
+}
+stop_ferretdb() { [ "$SINK" = ferretdb ] && bash "$ROOT/scripts/ferretdb.sh" stop --dir "$TMP/fdb-$1" >/dev/null 2>&1; return 0; }
+
 # run TOPIC NCAMP IN_SET MODE N BUILD [COUNT [WRAPPER...]]: one timed drain of COUNT (default
-# EVENTS) events with BUILD's enricher, optionally started under WRAPPER (valgrind); prints
+# EVENTS) events with BUILD's enricher (plus the options in ENR_ARGS), optionally started
+# under WRAPPER (valgrind); prints
 # "events/s cmds/event(enricher) calls/event(redis) rss_MiB script_us/event".
 run() {
     local topic=$1 ncamp=$2 in_set=$3 mode=$4 n=$5 bin=$6/bin count=${7:-$EVENTS}
-    local tagname; tagname=$mode-$n-$(basename "$6")
+    local tagname; tagname=$mode-$n-${LABEL:-$(basename "$6")}
     shift $(($# < 7 ? $# : 7))
     seed "$ncamp" "$in_set"
+    local sargs; sargs=$(sink_args "$tagname")
     local before; before=$(total_calls)
     local us_before; us_before=$(script_usec)
     # INSTANCES enrichers (one worker thread each) share one consumer group: mode warm2.
@@ -145,7 +179,7 @@ run() {
         local port; port=$(free_port)
         "$@" "$bin/adtrack-enricher" --brokers "$BS" --group "$group" --topic-raw "$topic" \
             --redis "127.0.0.1:$RPORT" --data-dir "$TMP/sink-$tagname-$i" --listen "127.0.0.1:$port" \
-            --batch-size 1000 --batch-max-ms 100 --log-level warn 2>"$TMP/enr-$tagname-$i.err" &
+            --batch-size 1000 --batch-max-ms 100 --log-level warn $sargs ${ENR_BENCH_ARGS:-} ${ENR_ARGS:-} 2>"$TMP/enr-$tagname-$i.err" &
         pids+=($!) ports+=("$port")
         PIDS+=($!)
     done
@@ -168,6 +202,7 @@ run() {
     local us_after; us_after=$(script_usec)
     for i in "${pids[@]}"; do kill -TERM "$i"; done
     for i in "${pids[@]}"; do wait "$i" || true; done
+    stop_ferretdb "$tagname"
     python3 -c "
 ev=$count; dt=$t1-$t0; done=ev-${c0%.*}
 print('%.0f %.4f %.4f %s %.2f' % (done/dt, $cmds/ev, ($after-$before)/ev, '$rss', ($us_after-$us_before)/ev))"
@@ -180,9 +215,12 @@ case " $MODES " in *" warm "* | *" warm2 "*) produce "$WARM_TOPIC" 10 ;; esac
 case " $MODES " in *" cold "* | *" rss "*) produce bench-cold 100000 ;; esac
 printf '%-5s %-14s %-4s %12s %18s %20s %8s %12s\n' mode build run events_per_s enricher_cmds_per_ev redis_calls_per_ev rss_MiB script_us_per_ev
 for mode in $MODES; do
-    for b in "${BUILDS[@]}"; do : >"$TMP/$mode-$(basename "$b").res"; done
+    for v in "${VARIANTS[@]}"; do : >"$TMP/$mode-${v%%|*}.res"; done
     for n in $(seq "$RUNS"); do
-        for b in "${BUILDS[@]}"; do
+        for v in "${VARIANTS[@]}"; do
+            label=${v%%|*} rest=${v#*|}
+            b=${rest%%|*} args=${rest#*|}
+            export LABEL=$label ENR_ARGS=$args
             case $mode in
             warm) out=$(run "$WARM_TOPIC" 10 1 warm "$n" "$b") ;;
             warm2) out=$(INSTANCES=2 run "$WARM_TOPIC" 10 1 warm2 "$n" "$b") ;;
@@ -190,20 +228,22 @@ for mode in $MODES; do
             rss) out=$(run bench-cold 100000 1 rss "$n" "$b") ;;
             *) echo "unknown mode '$mode'" >&2; exit 2 ;;
             esac
-            echo "$out" >>"$TMP/$mode-$(basename "$b").res"
-            printf '%-5s %-14s %-4s %12s %18s %20s %8s %12s\n' "$mode" "$(basename "$b")" "$n" $out
+            echo "$out" >>"$TMP/$mode-$label.res"
+            printf '%-5s %-14s %-4s %12s %18s %20s %8s %12s\n' "$mode" "$label" "$n" $out
         done
     done
-    for b in "${BUILDS[@]}"; do
-        res=$TMP/$mode-$(basename "$b").res
-        printf '%-5s %-14s %-4s %12s %18s %20s %8s %12s\n' "$mode" "$(basename "$b")" median \
+    unset LABEL ENR_ARGS
+    for v in "${VARIANTS[@]}"; do
+        res=$TMP/$mode-${v%%|*}.res
+        printf '%-5s %-14s %-4s %12s %18s %20s %8s %12s\n' "$mode" "${v%%|*}" median \
             "$(cut -d' ' -f1 "$res" | median)" "$(cut -d' ' -f2 "$res" | median)" \
             "$(cut -d' ' -f3 "$res" | median)" "$(cut -d' ' -f4 "$res" | median)" "$(cut -d' ' -f5 "$res" | median)"
     done
-    if [ -n "$BASE" ]; then
-        a=$(cut -d' ' -f1 "$TMP/$mode-$(basename "$BASE").res" | median)
-        c=$(cut -d' ' -f1 "$TMP/$mode-$(basename "$BUILD").res" | median)
-        python3 -c "print('%-5s ratio %s/%s events/s medians: %.2f' % ('$mode', '$(basename "$BUILD")', '$(basename "$BASE")', $c / $a))"
+    if [ ${#VARIANTS[@]} = 2 ]; then
+        first=${VARIANTS[0]%%|*} second=${VARIANTS[1]%%|*}
+        a=$(cut -d' ' -f1 "$TMP/$mode-$first.res" | median)
+        c=$(cut -d' ' -f1 "$TMP/$mode-$second.res" | median)
+        python3 -c "print('%-5s ratio %s/%s events/s medians: %.3f' % ('$mode', '$second', '$first', $c / $a))"
     fi
 done
 
@@ -229,12 +269,14 @@ fi
 
 if [ "$CG_EVENTS" -gt 0 ]; then
     produce bench-cg 10 "$CG_EVENTS"
-    for b in "${BUILDS[@]}"; do
-        cg=$TMP/callgrind-$(basename "$b").out
-        run bench-cg 10 1 cg 1 "$b" "$CG_EVENTS" valgrind --tool=callgrind --callgrind-out-file="$cg" \
-            --toggle-collect=enr_worker_main >/dev/null
+    for v in "${VARIANTS[@]}"; do
+        label=${v%%|*} rest=${v#*|}
+        b=${rest%%|*} args=${rest#*|}
+        cg=$TMP/callgrind-$label.out
+        LABEL=$label ENR_ARGS=$args run bench-cg 10 1 cg 1 "$b" "$CG_EVENTS" valgrind --tool=callgrind \
+            --callgrind-out-file="$cg" --toggle-collect=enr_worker_main >/dev/null
         ir=$(callgrind_annotate "$cg" 2>/dev/null | awk '/PROGRAM TOTALS/ && !s { gsub(",", "", $1); print $1; s = 1 }')
-        python3 -c "print('callgrind %-14s worker-thread instructions/event: %.0f (%d events)' % ('$(basename "$b")', $ir / $CG_EVENTS, $CG_EVENTS))"
+        python3 -c "print('callgrind %-14s worker-thread instructions/event: %.0f (%d events)' % ('$label', $ir / $CG_EVENTS, $CG_EVENTS))"
         if [ -n "${ENR_BENCH_CG_KEEP:-}" ]; then mkdir -p "$ENR_BENCH_CG_KEEP"; cp "$cg" "$ENR_BENCH_CG_KEEP/"; fi
     done
 fi

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "at_event.h"
 #include "at_time.h"
 #include "rec_map.h"
 
@@ -78,14 +79,9 @@ void rec_hour_str(int64_t ms, char out[REC_HOUR_STR_LEN + 1])
 
 bool rec_reason_keeps_dims(const char *reason)
 {
-    /* The enricher's reasons decided after the campaign was found. An attribution reason
-     * added later belongs here too (docs/REPORTS.md). */
-    static const char *const known[] = {"campaign_inactive", "unknown_publisher", "publisher_not_allowed", "bot",
-                                        "budget_exhausted"};
-    for (size_t i = 0; i < AT_ARRAY_LEN(known); i++)
-        if (strcmp(reason, known[i]) == 0)
-            return true;
-    return false;
+    /* the enricher's own rule (common/at_event.h), so the recount places rejections as the rollups do */
+    at_reject_t r = at_reject_from_str(reason);
+    return r != AT_REJ__COUNT && at_reject_keeps_campaign(r);
 }
 
 /* ---- counts ---- */

@@ -102,6 +102,21 @@ const char *at_reject_str(at_reject_t r)
     return reject_names[r];
 }
 
+bool at_reject_keeps_campaign(at_reject_t r)
+{
+    return r == AT_REJ_CAMPAIGN_INACTIVE || r == AT_REJ_UNKNOWN_PUBLISHER || r == AT_REJ_PUBLISHER_NOT_ALLOWED ||
+           r == AT_REJ_BOT || r == AT_REJ_BUDGET_EXHAUSTED || r == AT_REJ_DUPLICATE_ORDER ||
+           r == AT_REJ_WRONG_ADVERTISER;
+}
+
+at_reject_t at_reject_from_str(const char *s)
+{
+    for (int r = AT_REJ_NONE + 1; r < AT_REJ__COUNT; r++)
+        if (strcmp(s, at_reject_str((at_reject_t)r)) == 0)
+            return (at_reject_t)r;
+    return AT_REJ__COUNT;
+}
+
 /* ------------------------------------------------------------------------------------------
  * UTF-8
  */

@@ -106,6 +106,19 @@ const char *at_event_src_str(at_event_src_t s);
 /* Stable reason code string, e.g. "missing_field". */
 const char *at_reject_str(at_reject_t r);
 
+/*
+ * True for the reasons decided once the campaign was found in core data (inactive, the
+ * publisher, a bot, the budget, an attribution refusal). Those rejections are counted under
+ * the event's own campaign (and, in the hourly rollups, its creative, publisher and
+ * placement) by every counter: the real-time counters, the rollups and the reconciliation
+ * recount (docs/REPORTS.md). Other reasons leave the campaign unknown or untrusted, so
+ * counting them per campaign would let arbitrary ids in traffic create keys.
+ */
+bool at_reject_keeps_campaign(at_reject_t r);
+
+/* The reason named @p s (as at_reject_str() spells it), or AT_REJ__COUNT when none is. */
+at_reject_t at_reject_from_str(const char *s);
+
 /* Splits a click id "<uuid>.<campaign>" (see AT_EVENT_CLID_MAX): true with the click
  * event's id in @p click_id (may be NULL) and the campaign view in @p c (may be NULL) when
  * @p clid has that form; false otherwise. */

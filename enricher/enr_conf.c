@@ -45,6 +45,9 @@ static const at_conf_opt_t enr_conf_opts[] = {
      "Cap of the exponential backoff (from 100 ms) while Redis, the sink or Kafka fail."},
     {"kafka-timeout-ms", AT_CONF_INT, C(kafka_timeout_ms), 100, 300000, "10000",
      "How long to wait for rejected-topic acknowledgements and offset commits before retrying."},
+    {"rollups", AT_CONF_BOOL, C(rollups), 0, 0, "on",
+     "Maintain the hourly rollups (stats_hourly, exactly once by the offset gate) in MongoDB or, with the file sink, in "
+     "--data-dir/stats_hourly-<seq>.jsonl: on or off."},
     {"log-level", AT_CONF_STR, C(log_level), 1, 8, "info", "debug, info, warn or error."},
 };
 

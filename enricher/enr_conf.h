@@ -30,8 +30,13 @@ typedef struct enr_conf_s {
     int64_t replay_window_days;  /* how long charge de-duplication is kept in Redis */
     int64_t retry_max_ms;        /* cap of the retry backoff */
     int64_t kafka_timeout_ms;    /* rejected-topic delivery / commit timeout */
+    bool rollups;                /* maintain stats_hourly (enr_rollup.h) */
     char *log_level;
 } enr_conf_t;
+
+/* File store: documents of hours older than this (behind the newest hour seen) are
+ * dropped from memory and read back from their line when a late event needs them. */
+#define ENR_ROLLUP_KEEP_HOURS 3
 
 extern const at_conf_table_t enr_conf_table;
 

@@ -40,7 +40,7 @@ static int stats_init(enr_server_t *srv)
     enr_stats_t *st = &srv->stats;
     at_metrics_t *m = srv->metrics;
     char lbl[96];
-    static const char *const stages[ENR_NSTAGES] = {"redis", "sink", "kafka", "commit"};
+    static const char *const stages[ENR_NSTAGES] = {"redis", "sink", "kafka", "commit", "rollup"};
     static const char *const verdicts[3] = {"charged", "already_charged", "exhausted"};
 
     st->valid = at_metrics_counter(m, "adtrack_enricher_events_total", "outcome=\"valid\"",
@@ -87,6 +87,11 @@ static int stats_init(enr_server_t *srv)
                                              "Documents the sink stored, or found already stored.");
     st->commit_failures = at_metrics_counter(m, "adtrack_enricher_commit_failures_total", NULL,
                                              "Offset commits that failed (the batch is redelivered; the sink is idempotent).");
+    st->rollup_documents = at_metrics_counter(m, "adtrack_enricher_rollup_documents_total", NULL,
+                                              "stats_hourly documents written (updated, inserted or appended).");
+    st->rollup_gate_skips = at_metrics_counter(m, "adtrack_enricher_rollup_gate_skips_total", NULL,
+                                               "Events the rollups did not count because their document's offset "
+                                               "gate had counted them already (redelivered batches).");
     st->paused = at_metrics_gauge(m, "adtrack_enricher_paused", NULL, "1 while partitions are paused for a retry.");
     st->ready = at_metrics_gauge(m, "adtrack_enricher_ready", NULL, "1 when /readyz answers 200.");
     st->assigned = at_metrics_gauge(m, "adtrack_enricher_assigned_partitions", NULL, "Partitions assigned now.");

@@ -24,7 +24,7 @@
 #include "enr_sink.h"
 #include "enr_ua.h"
 
-enum { ENR_STAGE_REDIS = 0, ENR_STAGE_SINK, ENR_STAGE_KAFKA, ENR_STAGE_COMMIT, ENR_NSTAGES };
+enum { ENR_STAGE_REDIS = 0, ENR_STAGE_SINK, ENR_STAGE_KAFKA, ENR_STAGE_COMMIT, ENR_STAGE_ROLLUP, ENR_NSTAGES };
 
 typedef struct enr_stats_s {
     at_counter_t *valid;                  /* events stored as valid */
@@ -41,6 +41,8 @@ typedef struct enr_stats_s {
     at_counter_t *resyncs;
     at_counter_t *sink_inserted, *sink_duplicates;
     at_counter_t *commit_failures;
+    at_counter_t *rollup_documents;       /* stats_hourly documents written */
+    at_counter_t *rollup_gate_skips;      /* events the offset gate found counted already */
     at_gauge_t *paused, *ready, *assigned, *cache_campaigns, *cache_publishers;
     at_gauge_t *consumer_lag;             /* set by the worker from librdkafka's statistics */
 } enr_stats_t;

@@ -1,6 +1,7 @@
 /*
  * enr_worker.c: the worker thread: consume a batch, validate and enrich it, charge budgets,
- * store it, produce the rejected events, commit its offsets. See docs/ENRICHER.md.
+ * store it, add it to the hourly rollups (enr_rollup.h), produce the rejected events, commit
+ * its offsets. See docs/ENRICHER.md.
  *
  * One batch in hand at a time (memory bounded by --batch-size). A batch is processed by
  * attempt(); any failure (Redis, sink, rejected topic, commit) pauses every assigned
@@ -31,6 +32,7 @@
 #include "enr_attrib.h"
 #include "enr_budget.h"
 #include "enr_redis.h"
+#include "enr_rollup.h"
 #include "enr_validate.h"
 
 #define BACKOFF_MIN_MS 100
@@ -106,6 +108,7 @@ typedef struct worker_s {
     int64_t stop_deadline;
     int64_t last_progress_ms;       /* last message consumed, (re-)assignment or resume */
     int64_t lag;                    /* from the last statistics document; -1 = none since assign */
+    enr_rollup_t *rollup;           /* stats_hourly (enr_rollup.h); NULL with --rollups off */
 } worker_t;
 
 /* ---- small helpers ---- */
@@ -205,6 +208,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             rd_kafka_resume_partitions(rk, parts);
         rd_kafka_assign(rk, parts);
         set_assigned(w, parts);
+        enr_rollup_forget(w->rollup); /* another worker may have moved these partitions' documents */
         atomic_store(&w->srv->kafka_ok, true);
         at_kafka_note_ok();
         at_log(AT_LOG_INFO, "enricher", "partitions assigned", "count", n, NULL);
@@ -625,9 +629,7 @@ static void redis_failed(worker_t *w)
  * malformed, duplicates) do not, so arbitrary ids cannot create counter keys. */
 static bool counts_for_campaign(at_reject_t r)
 {
-    return r == AT_REJ_NONE || r == AT_REJ_CAMPAIGN_INACTIVE || r == AT_REJ_UNKNOWN_PUBLISHER ||
-           r == AT_REJ_PUBLISHER_NOT_ALLOWED || r == AT_REJ_BOT || r == AT_REJ_BUDGET_EXHAUSTED ||
-           r == AT_REJ_DUPLICATE_ORDER || r == AT_REJ_WRONG_ADVERTISER;
+    return r == AT_REJ_NONE || at_reject_keeps_campaign(r);
 }
 
 /*
@@ -936,6 +938,52 @@ static int commit(worker_t *w, at_err_t *err, bool *fatal_for_batch)
     return at_err_set(err, AT_ERR_UNAVAILABLE, "offset commit: %s", rd_kafka_err2str(e));
 }
 
+/* ---- hourly rollups (enr_rollup.h): after the sink, before the rejected topic ---- */
+
+/* Adds every message of the batch to the rollups and writes them through the offset gate.
+ * The advertiser is read from the cache under the read lock, which is released before any
+ * I/O (enr_rollup_add() copies what it keeps). */
+static int rollup_batch(worker_t *w, at_err_t *err)
+{
+    enr_rollup_begin(w->rollup);
+    enr_cache_rdlock(w->srv->cache);
+    for (size_t i = 0; i < w->nitems; i++) {
+        const item_t *it = &w->items[i];
+        enr_rollup_event_t ev = {.k = it->msg->partition, .offset = it->msg->offset, .has_ts = it->parsed,
+                                 .reason = it->v.reason};
+        if (it->parsed) {
+            const at_event_t *e = &it->pe.ev;
+            ev.ts_ms = e->ts_ms;
+            ev.type = e->type;
+            ev.c = e->c;
+            ev.cr = e->cr;
+            ev.p = e->p;
+            ev.pl = e->pl;
+            ev.uid = e->uid;
+            const enr_entry_t *ce = enr_cache_get(w->srv->cache, ENR_CAMPAIGN, e->c.p, e->c.len);
+            if (ce != NULL && ce->u.campaign != NULL && ce->u.campaign->advertiser != NULL)
+                ev.adv = (at_str_t){ce->u.campaign->advertiser, strlen(ce->u.campaign->advertiser)};
+        }
+        if (it->v.reason == AT_REJ_NONE) {
+            ev.price_micros = it->v.price_micros;
+            /* Attribution adds payout_micros to conversions only; other events are not searched. */
+            if (it->pe.ev.type == AT_EV_CONV)
+                ev.payout_micros = it->has_line ? enr_rollup_payout_line(w->lbuf + it->line_off, it->line_len)
+                                                : enr_rollup_payout_bson(&it->doc);
+        }
+        if (enr_rollup_add(w->rollup, &ev, err) != 0) {
+            enr_cache_unlock(w->srv->cache);
+            return -1;
+        }
+    }
+    enr_cache_unlock(w->srv->cache);
+    enr_rollup_result_t res;
+    int rc = enr_rollup_commit(w->rollup, enr_wall_ms(), &res, err);
+    at_counter_add(w->srv->stats.rollup_documents, res.documents);
+    at_counter_add(w->srv->stats.rollup_gate_skips, res.gate_skips);
+    return rc;
+}
+
 static int attempt(worker_t *w, int *stage, bool *drop, at_err_t *err)
 {
     enr_sink_result_t res = {0};
@@ -961,6 +1009,9 @@ static int attempt(worker_t *w, int *stage, bool *drop, at_err_t *err)
         atomic_store(&w->srv->sink_auth_failed, false);
         at_counter_add(w->srv->stats.sink_inserted, res.inserted);
         at_counter_add(w->srv->stats.sink_duplicates, res.duplicates);
+        *stage = ENR_STAGE_ROLLUP;
+        if (w->rollup != NULL && rollup_batch(w, err) != 0)
+            return -1;
         *stage = ENR_STAGE_KAFKA;
         if (produce_rejected(w, err) != 0)
             return -1;
@@ -1097,6 +1148,13 @@ static int worker_init(worker_t *w, enr_server_t *srv, at_err_t *err)
     if (w->fetch == NULL || w->charges == NULL || w->attr == NULL || w->stats == NULL || w->events == NULL || w->rejected == NULL ||
         w->lines == NULL || w->ua_cache == NULL)
         return at_err_set(err, AT_ERR_NOMEM, "worker: out of memory");
+    if (conf->rollups) {
+        w->rollup = conf->mongo[0] != '\0'
+                        ? enr_rollup_mongo_new(conf->mongo, conf->mongo_w, conf->mongo_wtimeout_ms, err)
+                        : enr_rollup_file_new(conf->data_dir, conf->sink_rotate_bytes, ENR_ROLLUP_KEEP_HOURS, err);
+        if (w->rollup == NULL)
+            return -1;
+    }
 
     const char *cdefaults[] = {"group.id", conf->group, "enable.auto.commit", "false", "enable.auto.offset.store",
                                "false", "auto.offset.reset", "earliest", "session.timeout.ms", "10000",
@@ -1178,6 +1236,7 @@ static void worker_fini(worker_t *w)
         redisFree(w->rc);
     enr_budget_fini(&w->budget);
     enr_ua_cache_destroy(w->ua_cache);
+    enr_rollup_destroy(w->rollup);
     free(w->items);
     free(w->overflow);
     free(w->fetch);

@@ -76,6 +76,8 @@ static void test_rec_reason_keeps_dims__campaign_known_reasons_only(void **state
 {
     (void)state;
     assert_true(rec_reason_keeps_dims("bot"));
+    assert_true(rec_reason_keeps_dims("duplicate_order"));
+    assert_true(rec_reason_keeps_dims("wrong_advertiser"));
     assert_true(rec_reason_keeps_dims("budget_exhausted"));
     assert_true(rec_reason_keeps_dims("campaign_inactive"));
     assert_true(rec_reason_keeps_dims("unknown_publisher"));
