@@ -58,7 +58,7 @@ PROBE_PATHS = ("/healthz", "/readyz")
 # time coredata gives Redis and Kafka (docs/COREDATA.md): grace periods must cover them.
 ENRICHER_SIGTERM_BATCH_S = 15
 COREDATA_SIGTERM_FLUSH_S = 5
-SECRET_KEYS = {"click-key", "admin-token", "dashboard-token", "mongo-uri", "redis-password", "kafka-sasl-password"}
+SECRET_KEYS = {"click-key", "admin-token", "dashboard-token", "read-token", "mongo-uri", "redis-password", "kafka-sasl-password"}
 
 problems = []
 

@@ -12,6 +12,8 @@
 #   click-key         HMAC key of click destinations (the collector)
 #   admin-token       the admin API's token (coredata; the seed job; `adtrack --token-file`)
 #   dashboard-token   the dashboard's sign-in token
+#   read-token        coredata's read-only token: GET /v1/reports for the dashboard's history
+#                     charts and `adtrack report --token-file`
 #   redis-password    the password of Redis ACL user "adtrack"
 #   redis-users.acl   Redis' ACL file: user "adtrack" (password as a SHA-256 hash, adtrack:*
 #                     keys and channels only) and a default user that may only PING (the
@@ -46,6 +48,7 @@ put() { # put NAME VALUE [MODE]
 put click-key "$(openssl rand -hex 32)"
 put admin-token "$(openssl rand -hex 24)"
 put dashboard-token "$(openssl rand -hex 24)"
+put read-token "$(openssl rand -hex 24)"
 put redis-password "$(openssl rand -hex 24)"
 hash=$(tr -d '\n' < "$dir/redis-password" | sha256sum | cut -d' ' -f1)
 put redis-users.acl "user default on nopass -@all +ping
