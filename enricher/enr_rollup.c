@@ -89,6 +89,8 @@ typedef struct delta_s {
 
 struct enr_rollup_s {
     bool is_file;
+    enr_rollup_write_hook_fn write_hook; /* tests only (enr_rollup_set_write_hook); NULL: none */
+    void *write_hook_ctx;
     doc_t **tab;
     size_t tcap, ndocs, nloaded;
     rec_t *recs;
@@ -809,6 +811,8 @@ static int mongo_commit(enr_rollup_t *r, int64_t now_ms, enr_rollup_result_t *re
         bson_error_t e;
         bool ok = mongoc_bulk_operation_execute(bulk, &reply, &e) != 0;
         mongoc_bulk_operation_destroy(bulk);
+        if (r->write_hook != NULL)
+            r->write_hook(r->write_hook_ctx);
         at_mongo_reply_t ri;
         at_mongo_reply_parse(&reply, &ri);
         int64_t matched = reply_int(&reply, "nMatched"), inserted = reply_int(&reply, "nInserted");
@@ -821,19 +825,36 @@ static int mongo_commit(enr_rollup_t *r, int64_t now_ms, enr_rollup_result_t *re
         }
         bson_destroy(&reply);
         res->documents += (size_t)(matched + inserted);
-        if (matched == nupd && inserted == nins) {
-            for (size_t i = 0; i < r->ndeltas; i++) {
-                doc_t *d = r->deltas[i].d;
-                d->o = r->deltas[i].top;
-                d->exists = true;
-            }
-            return 0;
-        }
         /* Some conditional write missed (another worker moved "o", or created the document
-         * first): read those gates again and count only what is still above them. Which
-         * of our writes landed does not matter: the ones that did moved "o" past their
-         * events, so the next round skips them. */
+         * first), or seemed to land: read those gates again and count only what is still
+         * above them. Which of our writes landed does not matter: the ones that did moved
+         * "o" past their events, so the next round skips them. */
         mongo_forget_deltas(r);
+        if (matched == nupd && inserted == nins) {
+            /* Every write reports a match, yet on FerretDB that does not mean it stayed:
+             * its conditional update is a query and then a whole-document replace by _id,
+             * not one atomic step (FerretDB 1.24 internal/handler/msg_update.go), so a
+             * concurrent writer of the same document (a killed enricher's bulk that the
+             * server still runs, a rebalance) that matched the same "o" replaces our
+             * document with its own, and both report nMatched 1. Caching o = top then would
+             * gate the next batch's update on a value the store no longer has, and the
+             * re-read after that miss would skip the events that were lost with our write.
+             * So the gates are read back: a document whose "o" is not the top we wrote
+             * goes through another round while this batch's records are still here. */
+            if (mongo_read_gates(r, err) != 0)
+                return -1;
+            size_t lost = 0;
+            for (size_t i = 0; i < r->ndeltas; i++)
+                if (r->deltas[i].d->o != r->deltas[i].top)
+                    lost++;
+            if (lost == 0)
+                return 0;
+            res->lost_writes += lost;
+            char nbuf[24];
+            snprintf(nbuf, sizeof(nbuf), "%zu", lost);
+            at_log(AT_LOG_WARN, "enricher", "stats_hourly: writes reported as matched did not stay; counting again",
+                   "documents", nbuf, NULL);
+        }
     }
     return at_err_set(err, AT_ERR_UNAVAILABLE,
                       "stats_hourly: conditional writes still missing after %d rounds (another writer?)",
@@ -859,6 +880,12 @@ enr_rollup_t *enr_rollup_mongo_new(const char *uri, const char *w, int64_t wtime
     r->coll = mongoc_client_get_collection(r->client, ROLLUP_DB, ROLLUP_COLL);
     r->indexes_pending = true;
     return r;
+}
+
+void enr_rollup_set_write_hook(enr_rollup_t *r, enr_rollup_write_hook_fn fn, void *ctx)
+{
+    r->write_hook = fn;
+    r->write_hook_ctx = ctx;
 }
 
 /* ---- file store ---- */

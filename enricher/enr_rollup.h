@@ -8,7 +8,10 @@
  * single-document write, conditional on "o" still being what was read. A redelivered batch
  * (whole, or cut at another place) therefore never counts an event twice, and two workers
  * racing on one partition (a zombie after a rebalance) cannot either: the loser's
- * conditional write misses, it re-reads "o" and recomputes.
+ * conditional write misses, it re-reads "o" and recomputes. FerretDB's conditional update
+ * is not atomic (both racers may be told they matched, and the later replace wins), so
+ * after a bulk whose writes all matched the MongoDB store reads "o" back and recomputes
+ * what another writer's replace erased (docs/ENRICHER.md "Rollups").
  *
  * Use per batch, after the sink acknowledged it:
  *     enr_rollup_begin(r);
@@ -61,6 +64,8 @@ typedef struct enr_rollup_result_s {
     size_t documents;  /* documents written (updated, inserted or appended) */
     size_t gate_skips; /* events not counted because their document had counted them already */
     size_t rounds;     /* MongoDB: write rounds (a conditional write that missed costs one more) */
+    size_t lost_writes; /* MongoDB: writes reported as matched whose "o" was not ours when read back
+                         * (a concurrent writer replaced the document; counted again) */
 } enr_rollup_result_t;
 
 /* The counters of one document (also the in-memory form the tests read). */
@@ -138,6 +143,13 @@ void enr_rollup_forget(enr_rollup_t *r);
  * store does not know the document (or is the MongoDB store).
  */
 bool enr_rollup_file_peek(enr_rollup_t *r, const char *id, enr_rollup_counts_t *counts, at_hll_t *u, int64_t *o);
+
+/* For the tests: @p fn(@p ctx) runs on the committing thread after each MongoDB bulk write
+ * has returned and before its gates are read back, so that a test can play the concurrent
+ * writer whose whole-document replace lands after ours (FerretDB, docs/ENRICHER.md
+ * "Rollups"). NULL: none. */
+typedef void (*enr_rollup_write_hook_fn)(void *ctx);
+void enr_rollup_set_write_hook(enr_rollup_t *r, enr_rollup_write_hook_fn fn, void *ctx);
 
 /* Documents the file store knows, and how many of them are held in memory in full. */
 void enr_rollup_file_sizes(const enr_rollup_t *r, size_t *known, size_t *loaded);

@@ -92,6 +92,9 @@ static int stats_init(enr_server_t *srv)
     st->rollup_gate_skips = at_metrics_counter(m, "adtrack_enricher_rollup_gate_skips_total", NULL,
                                                "Events the rollups did not count because their document's offset "
                                                "gate had counted them already (redelivered batches).");
+    st->rollup_lost_writes = at_metrics_counter(m, "adtrack_enricher_rollup_lost_writes_total", NULL,
+                                                "stats_hourly writes reported as matched that a concurrent writer "
+                                                "replaced (read back, counted again).");
     st->paused = at_metrics_gauge(m, "adtrack_enricher_paused", NULL, "1 while partitions are paused for a retry.");
     st->ready = at_metrics_gauge(m, "adtrack_enricher_ready", NULL, "1 when /readyz answers 200.");
     st->assigned = at_metrics_gauge(m, "adtrack_enricher_assigned_partitions", NULL, "Partitions assigned now.");

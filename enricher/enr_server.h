@@ -43,6 +43,7 @@ typedef struct enr_stats_s {
     at_counter_t *commit_failures;
     at_counter_t *rollup_documents;       /* stats_hourly documents written */
     at_counter_t *rollup_gate_skips;      /* events the offset gate found counted already */
+    at_counter_t *rollup_lost_writes;     /* matched writes a concurrent writer replaced */
     at_gauge_t *paused, *ready, *assigned, *cache_campaigns, *cache_publishers;
     at_gauge_t *consumer_lag;             /* set by the worker from librdkafka's statistics */
 } enr_stats_t;

@@ -981,6 +981,7 @@ static int rollup_batch(worker_t *w, at_err_t *err)
     int rc = enr_rollup_commit(w->rollup, enr_wall_ms(), &res, err);
     at_counter_add(w->srv->stats.rollup_documents, res.documents);
     at_counter_add(w->srv->stats.rollup_gate_skips, res.gate_skips);
+    at_counter_add(w->srv->stats.rollup_lost_writes, res.lost_writes);
     return rc;
 }
 

@@ -41,6 +41,7 @@
 #include "at_test_coredata.h"
 #include "at_test_infra.h"
 #include "at_test_support.h"
+#include "enr_rollup.h"
 
 #define N_EVENTS 12000
 #define N_KILLS 6
@@ -565,7 +566,7 @@ static void kill_and_check(const char *topic, const char *group, const source_t 
 {
     produce_backlog(topic);
     enricher_t e = {0};
-    double dups = 0, skips = 0;
+    double dups = 0, skips = 0, lost = 0;
     size_t before = 0;
     srand(1402);
     for (int k = 0; k < N_KILLS; k++) {
@@ -582,12 +583,14 @@ static void kill_and_check(const char *topic, const char *group, const source_t 
         double d = metric(&e, "adtrack_enricher_sink_documents_total{result=\"duplicate\"}");
         double s = metric(&e, "adtrack_enricher_rollup_gate_skips_total");
         double lag = metric(&e, "adtrack_enricher_consumer_lag");
+        double l = metric(&e, "adtrack_enricher_rollup_lost_writes_total");
         enricher_kill(&e);
         before = stored(src);
         dups += d > 0 ? d : 0;
         skips += s > 0 ? s : 0;
-        print_message("kill %d: %zu of %d stored, lag %.0f, sink duplicates %.0f, gate skips %.0f\n", k + 1, before,
-                      N_EVENTS, lag, d, s);
+        lost += l > 0 ? l : 0;
+        print_message("kill %d: %zu of %d stored, lag %.0f, sink duplicates %.0f, gate skips %.0f, lost writes %.0f\n",
+                      k + 1, before, N_EVENTS, lag, d, s, l);
         if (before >= N_EVENTS)
             fail_msg("kill %d came after the backlog was done: not mid-stream", k + 1);
     }
@@ -612,12 +615,14 @@ static void kill_and_check(const char *topic, const char *group, const source_t 
     }
     double s = metric(&e, "adtrack_enricher_rollup_gate_skips_total");
     double d = metric(&e, "adtrack_enricher_sink_documents_total{result=\"duplicate\"}");
+    double l = metric(&e, "adtrack_enricher_rollup_lost_writes_total");
     skips += s > 0 ? s : 0;
     dups += d > 0 ? d : 0;
+    lost += l > 0 ? l : 0;
     print_message("after %d kills: %lld stored, %lld in stats_hourly (%lld documents, %zu keys), sink duplicates "
-                  "%.0f, gate skips %.0f\n",
+                  "%.0f, gate skips %.0f, stats_hourly writes undone by a concurrent writer and counted again %.0f\n",
                   N_KILLS, (long long)total(&recount), (long long)total(&stats), (long long)stats.docs, stats.n, dups,
-                  skips);
+                  skips, lost);
     if (bad != 0 || total(&recount) != N_EVENTS) {
         mismatches(&recount, &stats, true);
         fail_msg("stats_hourly differs from the recount in %zu keys (stored %lld of %d)", bad,
@@ -699,6 +704,85 @@ static void kill_and_check(const char *topic, const char *group, const source_t 
     enricher_kill(&e);
 }
 
+/* ---- a conditional write that a concurrent writer undoes ---- */
+
+/* FerretDB runs a conditional update as a query and then a replace of the whole document by
+ * _id. Two writers that both matched {o: N} (a killed enricher's bulk the server still runs,
+ * and its successor) both get nMatched 1, and the later replace wins. The hook plays the
+ * writer whose replace lands after ours: once, it puts back the document it computed
+ * from o = 4 (offsets 5 and 6 counted: 7 impressions, o = 6). */
+typedef struct lost_write_s {
+    mongoc_collection_t *coll; /* borrowed from peek_client() */
+    const char *id;
+    int fired;
+} lost_write_t;
+
+static void replace_with_concurrent_writer(void *ctx)
+{
+    lost_write_t *lw = ctx;
+    if (lw->fired++ > 0)
+        return;
+    bson_t *sel = BCON_NEW("_id", BCON_UTF8(lw->id));
+    bson_t *upd = BCON_NEW("$set", "{", "imp", BCON_INT64(7), "o", BCON_INT64(6), "}");
+    bson_error_t e;
+    assert_true(mongoc_collection_update_one(lw->coll, sel, upd, NULL, NULL, &e));
+    bson_destroy(upd);
+    bson_destroy(sel);
+}
+
+static enr_rollup_result_t lost_write_batch(enr_rollup_t *r, int64_t from, int64_t to, int64_t ts)
+{
+    at_err_t err;
+    enr_rollup_result_t res;
+    enr_rollup_begin(r);
+    for (int64_t off = from; off <= to; off++) {
+        enr_rollup_event_t ev = {.k = 0, .offset = off, .has_ts = true, .ts_ms = ts, .type = AT_EV_IMP,
+                                 .c = {"lw-camp", 7}, .cr = {"lw-cr", 5}, .p = {"lw-pub", 6}, .pl = {"top", 3}};
+        assert_int_equal(enr_rollup_add(r, &ev, &err), 0);
+    }
+    if (enr_rollup_commit(r, wall_ms(), &res, &err) != 0)
+        fail_msg("rollup commit: %s", err.msg);
+    return res;
+}
+
+/* Offsets 0-4, then 5-9 (whose write the concurrent writer undoes after it reported a
+ * match), then 10-11: the document must end with all 12 impressions and o = 11. Before the
+ * read-back it ended with 9: offsets 7-9 were never counted. */
+static void test_rollup__ferretdb_write_undone_by_concurrent_writer(void **state)
+{
+    AT_UNUSED(state);
+    const int64_t ts = wall_ms() - 3 * HOUR;
+    char id[256];
+    at_str_t c = {"lw-camp", 7}, cr = {"lw-cr", 5}, p = {"lw-pub", 6}, pl = {"top", 3};
+    assert_true(enr_rollup_format_id(id, sizeof(id), ts, c, cr, p, pl, 0) > 0);
+    at_err_t err;
+    enr_rollup_t *r = enr_rollup_mongo_new(fdb.uri, NULL, 0, &err);
+    assert_non_null(r);
+    lost_write_t lw = {.coll = mongoc_client_get_collection(peek_client(fdb.uri), "adtrack", "stats_hourly"),
+                       .id = id};
+    lost_write_batch(r, 0, 4, ts);
+    enr_rollup_set_write_hook(r, replace_with_concurrent_writer, &lw);
+    enr_rollup_result_t res = lost_write_batch(r, 5, 9, ts);
+    int fired = lw.fired;
+    lost_write_batch(r, 10, 11, ts);
+
+    bson_t *sel = BCON_NEW("_id", BCON_UTF8(id));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(lw.coll, sel, NULL, NULL);
+    const bson_t *doc;
+    assert_true(mongoc_cursor_next(cur, &doc));
+    assert_int_equal(int_field(doc, "imp"), 12);
+    assert_int_equal(int_field(doc, "o"), 11);
+    mongoc_cursor_destroy(cur);
+    assert_int_equal(fired, 2); /* the write, and the one that counted 7-9 again */
+    assert_int_equal(res.lost_writes, 1);
+    /* Not part of the kill -9 tests' recount. */
+    bson_error_t e;
+    assert_true(mongoc_collection_delete_one(lw.coll, sel, NULL, NULL, &e));
+    bson_destroy(sel);
+    mongoc_collection_destroy(lw.coll);
+    enr_rollup_destroy(r);
+}
+
 /* ---- tests ---- */
 
 static void test_rollup__ferretdb_exact_after_kill9(void **state)
@@ -763,6 +847,7 @@ int main(void)
     if (ts_infra_skip(false, true))
         return TS_SKIP;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rollup__ferretdb_write_undone_by_concurrent_writer),
         cmocka_unit_test_teardown(test_rollup__ferretdb_exact_after_kill9, test_teardown),
         cmocka_unit_test_teardown(test_rollup__files_exact_after_kill9, test_teardown),
     };
