@@ -63,7 +63,10 @@ echo "ok: without the servers, --real says how to install them (exit 1); --real 
 start_up() {
     local t0
     t0=$(now_ms)
-    "$bin/adtrack" up --real --data-dir "$data" "${ports[@]}" > "$tmp/up$1.out" 2> "$tmp/up$1.err" &
+    # --rollups off: the FerretDB hang of docs/REAL-INFRA.md "Found on FerretDB" 1 (a known bug)
+    local extra=(--enricher-arg=--rollups=off)
+    [[ ${ADTRACK_KNOWN_BUGS:-0} == 1 ]] && extra=()
+    "$bin/adtrack" up --real --data-dir "$data" "${ports[@]}" "${extra[@]}" > "$tmp/up$1.out" 2> "$tmp/up$1.err" &
     up_pid=$!
     for _ in $(seq 1 2400); do
         grep -q '^adtrack is up' "$tmp/up$1.out" 2> /dev/null && { echo "adtrack up --real ($1) up in $(($(now_ms) - t0)) ms"; return 0; }

@@ -66,8 +66,14 @@ wait_http coredata "http://127.0.0.1:$CPORT/readyz" "${PIDS[-1]}"
     fail "adtrack seed demo: $(cat "$TMP/seed.json")"
 
 EPORT=$(port)
+# --rollups off: KNOWN BUG (docs/REAL-INFRA.md "Found on FerretDB" 1): with the rollups on,
+# this pipeline (coredata and the enricher on one FerretDB, 200 req/s) hangs FerretDB within
+# seconds: every operation waits for a connection of its SQLite pool. The rollups on FerretDB
+# are tested by it/test_rollup; ADTRACK_KNOWN_BUGS=1 runs this test with them on.
+rollups=off
+[[ ${ADTRACK_KNOWN_BUGS:-0} == 1 ]] && rollups=on
 "$BIN_DIR/adtrack-enricher" --brokers "$BOOT" --redis "127.0.0.1:$RPORT" --mongo "$MONGO" --mongo-w 1 \
-    --listen "127.0.0.1:$EPORT" --log-level warn > "$TMP/enricher.log" 2>&1 &
+    --rollups "$rollups" --listen "127.0.0.1:$EPORT" --log-level warn > "$TMP/enricher.log" 2>&1 &
 PIDS+=($!)
 wait_http enricher "http://127.0.0.1:$EPORT/readyz" "${PIDS[-1]}"
 KEY=ferretdb-pipeline-click-key
@@ -120,6 +126,12 @@ check(len(events) + len(rejected) == v["expected_events"], f"{len(events)} + {le
 check(len({e["_id"] for e in events}) == len(events), "an event id twice")
 spend = {}
 for e in events:
+    if e["e"] == "conv":
+        # Conversions are judged by fewer rules (docs/REPORTS.md "Attribution"): they count
+        # for paused or ended campaigns too, have no publisher of their own, and these carry
+        # no click id, so each is kept as not attributed, with payout 0.
+        check(e.get("attribution") == "no_click" and int(e.get("payout_micros", -1)) == 0, f"conversion {e}")
+        continue
     check(e["c"] in ("camp-acme-spring", "camp-acme-retarget"), f"stored event of {e['c']}")
     for f in ("campaign_name", "advertiser_name", "publisher_name", "ua_family", "device"):
         check(isinstance(e.get(f), str) and e[f], f"event {e['_id']} lacks {f}")
