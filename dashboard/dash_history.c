@@ -156,18 +156,10 @@ void *dash_history_main(void *arg)
         int64_t until = dash_mono_ms() + srv->conf->reports_poll_s * 1000;
         pthread_mutex_lock(&srv->history_mu);
         while (!atomic_load(&srv->stopping) && dash_mono_ms() < until) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
             int64_t left = AT_MIN(until - dash_mono_ms(), 1000);
             if (left <= 0)
                 break;
-            ts.tv_sec += left / 1000;
-            ts.tv_nsec += (left % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&srv->history_cv, &srv->history_mu, &ts);
+            dash_cond_wait_ms(&srv->history_cv, &srv->history_mu, left);
         }
         pthread_mutex_unlock(&srv->history_mu);
     }

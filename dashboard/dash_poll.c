@@ -36,6 +36,19 @@ int64_t dash_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void dash_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 int64_t dash_wall_ms(void)
 {
     struct timespec ts;
@@ -272,16 +285,7 @@ void *dash_poll_main(void *arg)
             int64_t now = dash_mono_ms();
             if (now >= next)
                 break;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t left = next - now;
-            ts.tv_sec += left / 1000;
-            ts.tv_nsec += (left % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&srv->wake_cv, &srv->wake_mu, &ts);
+            dash_cond_wait_ms(&srv->wake_cv, &srv->wake_mu, next - now);
         }
         srv->wake = false;
         pthread_mutex_unlock(&srv->wake_mu);

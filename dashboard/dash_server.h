@@ -147,6 +147,8 @@ void dash_poll_wake(dash_server_t *srv);
 void dash_server_post(dash_server_t *srv, int kind, char *json, size_t len);
 
 int64_t dash_mono_ms(void);
+/* Waits on @p cv (a CLOCK_MONOTONIC condition variable; @p mu held) for at most @p ms > 0. */
+void dash_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
 int64_t dash_wall_ms(void);
 
 #endif
