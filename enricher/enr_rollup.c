@@ -13,6 +13,8 @@
  */
 #include "enr_rollup.h"
 
+#include <stddef.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -383,13 +385,23 @@ static void doc_to_bson(bson_t *out, const doc_t *d, const body_t *b, int64_t o,
     BSON_APPEND_DATE_TIME(out, "mt", mt_ms);
 }
 
+/* The document's counters and where each lives in enr_rollup_counts_t: one table for the
+ * reader (counter_field) and the MongoDB update ($inc), in the stored order. */
+static const struct {
+    const char *name;
+    size_t off;
+} counters[] = {
+    {"imp", offsetof(enr_rollup_counts_t, imp)},     {"view", offsetof(enr_rollup_counts_t, view)},
+    {"click", offsetof(enr_rollup_counts_t, click)}, {"conv", offsetof(enr_rollup_counts_t, conv)},
+    {"spend", offsetof(enr_rollup_counts_t, spend)}, {"payout", offsetof(enr_rollup_counts_t, payout)},
+    {"rejected", offsetof(enr_rollup_counts_t, rejected)},
+};
+
 static int64_t *counter_field(enr_rollup_counts_t *n, const char *key)
 {
-    static const char *const names[] = {"imp", "view", "click", "conv", "spend", "payout", "rejected"};
-    int64_t *fields[] = {&n->imp, &n->view, &n->click, &n->conv, &n->spend, &n->payout, &n->rejected};
-    for (size_t i = 0; i < AT_ARRAY_LEN(names); i++)
-        if (strcmp(key, names[i]) == 0)
-            return fields[i];
+    for (size_t i = 0; i < AT_ARRAY_LEN(counters); i++)
+        if (strcmp(key, counters[i].name) == 0)
+            return (int64_t *)((char *)n + counters[i].off);
     return NULL;
 }
 
@@ -733,11 +745,11 @@ static void mongo_append_update(mongoc_bulk_operation_t *bulk, const delta_t *dl
     BSON_APPEND_UTF8(&sel, "_id", d->id);
     BSON_APPEND_INT64(&sel, "o", d->o);
     BSON_APPEND_DOCUMENT_BEGIN(&upd, "$inc", &inc);
-    static const char *const names[] = {"imp", "view", "click", "conv", "spend", "payout", "rejected"};
-    const int64_t vals[] = {n->imp, n->view, n->click, n->conv, n->spend, n->payout, n->rejected};
-    for (size_t i = 0; i < AT_ARRAY_LEN(names); i++)
-        if (vals[i] != 0)
-            BSON_APPEND_INT64(&inc, names[i], vals[i]);
+    for (size_t i = 0; i < AT_ARRAY_LEN(counters); i++) {
+        int64_t v = *(const int64_t *)((const char *)n + counters[i].off);
+        if (v != 0)
+            BSON_APPEND_INT64(&inc, counters[i].name, v);
+    }
     for (int i = 1; i < AT_REJ__COUNT; i++) {
         if (n->rej[i] == 0)
             continue;
